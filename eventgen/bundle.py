@@ -1,0 +1,192 @@
+"""The fitted bundle: everything needed to generate, in one directory.
+
+Layout (no pickle anywhere; arrays are loaded with ``allow_pickle=False``)::
+
+    bundle/
+      bundle.json      format marker, schema, settings, training history, provenance
+      model.npz        the VAE's state dict as float32 arrays
+      preprocess.npz   the fitted preprocessing parameters
+      buffer.npz       the density buffer: mu_i, sigma_i (and its fitted extras)
+
+``Bundle.hash`` (sha256 over the four files) identifies a bundle in generated files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eventgen import __version__
+from eventgen.errors import BundleError, OutputError
+from eventgen.schema import Schema
+
+FORMAT = "eventgen-bundle"
+FORMAT_VERSION = 1
+_FILES = ("bundle.json", "model.npz", "preprocess.npz", "buffer.npz")
+
+
+@dataclass
+class Bundle:
+    """A fitted generator: schema, preprocessing, β-VAE and density buffer."""
+
+    schema: Schema
+    preprocessor: Any  # eventgen.preprocess.Preprocessor
+    model: Any  # eventgen.model.BetaVAE (on CPU, eval mode)
+    model_settings: Any  # eventgen.model.ModelSettings
+    buffer: Any  # eventgen.buffer.DensityBuffer
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def hash(self) -> str:
+        """sha256 of the saved files (empty for a bundle that was never saved)."""
+        return _hash_files(self.path) if self.path is not None else ""
+
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write the bundle directory atomically (temporary folder, then rename)."""
+        import dataclasses
+
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise OutputError(f"bundle {str(path)!r} exists already; choose another name or pass --overwrite")
+        if not path.parent.exists():
+            raise OutputError(f"folder {str(path.parent)!r} does not exist; create it first")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "eventgen_version": __version__,
+            "schema": self.schema.to_dict(),
+            "model_settings": dataclasses.asdict(self.model_settings),
+            "n_features": len(self.schema),
+            "buffer_params": self.buffer.get_params(),
+            **self.metadata,
+        }
+        (tmp / "bundle.json").write_text(json.dumps(meta, indent=1, default=_jsonable))
+        weights = {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()}
+        np.savez(tmp / "model.npz", **weights)
+        np.savez(tmp / "preprocess.npz", **_arrays(self.preprocessor.get_state()))
+        np.savez(tmp / "buffer.npz", **_arrays(self.buffer.get_state()))
+        if path.exists():
+            old = path.with_name(f".{path.name}.{os.getpid()}.old")
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(path)
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Bundle:
+        """Load a bundle; a missing, corrupt, foreign or pickled bundle raises BundleError."""
+        import torch
+
+        from eventgen.buffer import DensityBuffer
+        from eventgen.model import BetaVAE, ModelSettings
+        from eventgen.preprocess import Preprocessor
+
+        path = Path(path)
+        meta = read_bundle_metadata(path)
+        try:
+            schema = Schema.from_dict(meta["schema"])
+            settings = ModelSettings(**meta["model_settings"])
+            model = BetaVAE(int(meta["n_features"]), settings)
+            weights = _load_npz(path / "model.npz")
+            model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+            model.eval()
+            preprocessor = Preprocessor.from_state(_load_npz(path / "preprocess.npz"))
+            buffer = DensityBuffer.from_state(_load_npz(path / "buffer.npz"))
+        except BundleError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise BundleError(
+                f"bundle {str(path)!r} is corrupt or from an incompatible eventgen ({_first_line(exc)}); "
+                "fit it again with 'eventgen fit'"
+            ) from None
+        reserved = {"format", "format_version", "eventgen_version", "schema", "model_settings", "n_features"}
+        extra = {k: v for k, v in meta.items() if k not in reserved and k != "buffer_params"}
+        return cls(schema, preprocessor, model, settings, buffer, extra, path)
+
+
+def read_bundle_metadata(path: str | Path) -> dict[str, Any]:
+    """The ``bundle.json`` of a bundle directory, checked to be an eventgen bundle."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"bundle {str(path)!r} is not a directory; pass the folder written by 'eventgen fit'")
+    missing = [name for name in _FILES if not (path / name).is_file()]
+    if missing:
+        raise BundleError(f"bundle {str(path)!r} lacks {missing}; it is incomplete, fit it again")
+    try:
+        meta = json.loads((path / "bundle.json").read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise BundleError(f"bundle {str(path)!r} has an unreadable bundle.json; fit it again") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise BundleError(f"{str(path)!r} is not an eventgen bundle (no format marker); pass a bundle folder")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise BundleError(
+            f"bundle {str(path)!r} has format version {meta.get('format_version')}, this eventgen reads "
+            f"{FORMAT_VERSION}; fit it again with this version"
+        )
+    return meta
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise BundleError(
+                f"{str(path)!r} contains a pickled object, which eventgen refuses to load because it can "
+                "execute code; use bundles written by 'eventgen fit'"
+            ) from None
+        raise BundleError(f"{str(path)!r} is corrupt ({_first_line(exc)}); fit the bundle again") from None
+    except (OSError, EOFError) as exc:
+        raise BundleError(f"{str(path)!r} is corrupt ({_first_line(exc)}); fit the bundle again") from None
+
+
+def _arrays(state: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v) for k, v in state.items()}
+
+
+def _hash_files(path: Path) -> str:
+    digest = hashlib.sha256()
+    for name in _FILES:
+        with open(path / name, "rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of one file, for provenance."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:120] if lines else type(exc).__name__
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in bundle.json")

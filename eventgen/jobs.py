@@ -1,0 +1,70 @@
+"""Job configs of the CLI stages: YAML files mapped onto frozen dataclasses.
+
+A job config holds what a stage needs beyond the library settings: input and output
+paths, event counts and seeds. Command-line overrides replace single fields; ``None``
+means "not given".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eventgen.config import from_mapping, load_yaml
+from eventgen.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SimulateJob:
+    """``eventgen simulate``: physics settings plus how many events, which seed, where to."""
+
+    settings: Any  # eventgen.simulate.SimulationSettings (imported lazily: needs no Pythia)
+    n_events: int = 10_000
+    seed: int = 1
+    output: str = "events.parquet"
+
+    def __post_init__(self) -> None:
+        if self.n_events < 1:
+            raise ConfigError(f"the number of events must be at least 1, found {self.n_events}")
+        if self.seed < 0:
+            raise ConfigError(f"the seed must be a non-negative integer, found {self.seed}")
+
+
+_SIMULATE_JOB_KEYS = ("n_events", "seed", "output")
+
+
+def load_simulate_job(process_or_config: str, **overrides: Any) -> SimulateJob:
+    """A simulate job from a process name (built-in defaults) or a YAML config file.
+
+    The config holds ``n_events``, ``seed``, ``output`` and any field of
+    :class:`eventgen.simulate.SimulationSettings`; ``overrides`` that are not None win.
+    """
+    from eventgen.simulate import PROCESSES, SimulationSettings
+
+    if process_or_config.endswith((".yaml", ".yml")):
+        data = load_yaml(process_or_config)
+        where = Path(process_or_config).name
+    elif process_or_config in PROCESSES:
+        data, where = {"process": process_or_config}, "simulate"
+    else:
+        raise ConfigError(
+            f"unknown process {process_or_config!r}; choose one of {list(PROCESSES)} or give a YAML config"
+        )
+    job_values = {k: data.pop(k) for k in _SIMULATE_JOB_KEYS if k in data}
+    process = data.get("process")
+    if process not in PROCESSES:
+        raise ConfigError(f"{where}: 'process' must be one of {list(PROCESSES)}, found {process!r}")
+    defaults = dataclasses.asdict(SimulationSettings.for_process(process))
+    settings = from_mapping(SimulationSettings, {**defaults, **data}, where)
+    job_values.update({k: v for k, v in overrides.items() if v is not None})
+    job = from_mapping(_SimulateJobFields, job_values, where)
+    return SimulateJob(settings, job.n_events, job.seed, job.output)
+
+
+@dataclass(frozen=True)
+class _SimulateJobFields:
+    n_events: int = 10_000
+    seed: int = 1
+    output: str = "events.parquet"

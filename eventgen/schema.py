@@ -1,0 +1,212 @@
+"""Event schemas: the names, kinds and units of the columns of a flat per-event table.
+
+A schema is what makes the engine schema-agnostic: preprocessing picks its transform per
+column kind and the physics clean-up finds each object's ``(e, pt, eta, phi)`` columns
+through the ``obj`` field. Built-in schemas: ``ttbar`` (the prior art's 26 columns plus
+object counts) and ``zll``. A user schema is a YAML/JSON mapping, see :meth:`Schema.from_dict`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import numpy as np
+
+from eventgen.errors import ConfigError, InputError
+
+ColumnKind = Literal["energy", "pt", "eta", "phi", "count", "generic"]
+COLUMN_KINDS: tuple[str, ...] = get_args(ColumnKind)
+KINEMATIC_FIELDS: tuple[str, ...] = ("e", "pt", "eta", "phi")
+_DEFAULT_UNITS = {"energy": "GeV", "pt": "GeV", "eta": "", "phi": "rad", "count": "", "generic": ""}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: ``kind`` drives preprocessing and clean-up; ``obj`` groups an object's columns.
+
+    For a kinematic column ``obj`` names its object (``"j1"``); for a ``count`` column it
+    names the object family it counts (``"j"`` counts ``j1, j2, ...``).
+    """
+
+    name: str
+    kind: ColumnKind
+    unit: str = ""
+    obj: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "unit": self.unit, "obj": self.obj}
+
+
+@dataclass(frozen=True)
+class PhysicsObject:
+    """Column indices of one reconstructed object (a jet or a lepton); -1 where absent."""
+
+    name: str
+    e: int
+    pt: int
+    eta: int
+    phi: int
+
+    @property
+    def family(self) -> str:
+        """The object family: the name without its trailing rank (``"j"`` for ``"j3"``)."""
+        return self.name.rstrip("0123456789")
+
+
+@dataclass(frozen=True)
+class Schema:
+    """An ordered set of columns. ``columns[i]`` describes column ``i`` of an event array."""
+
+    name: str
+    columns: tuple[Column, ...]
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.columns]
+        if not names:
+            raise ConfigError(f"schema {self.name!r} has no columns; declare at least one column")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"schema {self.name!r} repeats columns {dupes}; give each column a unique name")
+        for c in self.columns:
+            if c.kind not in COLUMN_KINDS:
+                raise ConfigError(
+                    f"column {c.name!r} has unknown kind {c.kind!r}; choose one of {list(COLUMN_KINDS)}"
+                )
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def kinds(self) -> list[str]:
+        return [c.kind for c in self.columns]
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+    def index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise InputError(f"schema {self.name!r} has no column {name!r}; columns are {self.names}") from None
+
+    def indices_of_kind(self, kind: ColumnKind) -> np.ndarray:
+        return np.array([i for i, c in enumerate(self.columns) if c.kind == kind], dtype=np.int64)
+
+    def objects(self) -> list[PhysicsObject]:
+        """The objects declared through ``obj`` that have at least a ``pt`` column, in column order."""
+        found: dict[str, dict[str, int]] = {}
+        for i, c in enumerate(self.columns):
+            if c.obj is None:
+                continue
+            field = _field_of(c)
+            if field is not None:
+                found.setdefault(c.obj, {})[field] = i
+        return [
+            PhysicsObject(name, f.get("e", -1), f["pt"], f.get("eta", -1), f.get("phi", -1))
+            for name, f in found.items()
+            if "pt" in f
+        ]
+
+    def families(self) -> dict[str, tuple[list[PhysicsObject], int]]:
+        """Objects grouped by family, in rank order, with the family's count column (-1 if none)."""
+        counts = {c.obj: i for i, c in enumerate(self.columns) if c.kind == "count" and c.obj}
+        grouped: dict[str, list[PhysicsObject]] = {}
+        for o in self.objects():
+            grouped.setdefault(o.family, []).append(o)
+        return {fam: (objs, counts.get(fam, -1)) for fam, objs in grouped.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "columns": [c.to_dict() for c in self.columns]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Schema:
+        """Build a schema from ``{"name": str, "columns": [{"name", "kind", "unit"?, "obj"?}, ...]}``."""
+        if not isinstance(data, dict) or "columns" not in data:
+            raise ConfigError("a schema needs a 'columns' list of {name, kind[, unit, obj]} entries")
+        columns = []
+        for entry in data["columns"]:
+            if isinstance(entry, str):
+                raise ConfigError(f"schema column {entry!r} needs a kind; write {{name: {entry}, kind: generic}}")
+            unknown = set(entry) - {"name", "kind", "unit", "obj"}
+            if unknown or "name" not in entry or "kind" not in entry:
+                raise ConfigError(
+                    f"schema column {entry!r} must have keys name, kind and optionally unit, obj"
+                )
+            kind = entry["kind"]
+            columns.append(Column(str(entry["name"]), kind, entry.get("unit", _DEFAULT_UNITS.get(kind, "")), entry.get("obj")))
+        return cls(str(data.get("name", "custom")), tuple(columns))
+
+    @classmethod
+    def from_json(cls, text: str) -> Schema:
+        return cls.from_dict(json.loads(text))
+
+    def check_columns(self, found: list[str], source: str) -> list[int]:
+        """Positions of this schema's columns in ``found``; raises naming the missing ones."""
+        missing = [n for n in self.names if n not in found]
+        if missing:
+            raise InputError(
+                f"{source} lacks columns {missing[:6]}{'...' if len(missing) > 6 else ''} of schema "
+                f"{self.name!r}; give a file with these columns or pass the schema that matches it"
+            )
+        return [found.index(n) for n in self.names]
+
+
+def _field_of(column: Column) -> str | None:
+    if column.kind in ("energy", "pt", "eta", "phi"):
+        return {"energy": "e"}.get(column.kind, column.kind)
+    return None
+
+
+def _object_columns(obj: str) -> list[Column]:
+    return [
+        Column(f"{obj}_e", "energy", "GeV", obj),
+        Column(f"{obj}_pt", "pt", "GeV", obj),
+        Column(f"{obj}_eta", "eta", "", obj),
+        Column(f"{obj}_phi", "phi", "rad", obj),
+    ]
+
+
+def _deepevents() -> list[Column]:
+    cols = [Column("met", "pt", "GeV"), Column("met_phi", "phi", "rad")]
+    for obj in ("j1", "j2", "j3", "j4", "l1", "l2"):
+        cols += _object_columns(obj)
+    return cols
+
+
+def _ttbar() -> Schema:
+    return Schema("ttbar", tuple(_deepevents() + [Column("n_jets", "count", "", "j"), Column("n_leptons", "count", "", "l")]))
+
+
+def _zll() -> Schema:
+    cols = _object_columns("l1") + _object_columns("l2") + [Column("n_leptons", "count", "", "l")]
+    return Schema("zll", tuple(cols))
+
+
+BUILTIN_SCHEMAS: dict[str, Schema] = {
+    "ttbar": _ttbar(),
+    "zll": _zll(),
+    "deepevents": Schema("deepevents", tuple(_deepevents())),  # the prior art's 26 columns
+}
+
+
+def get_schema(spec: str | dict[str, Any] | Schema) -> Schema:
+    """A built-in schema by name, a schema from a mapping, or a YAML/JSON schema file path."""
+    if isinstance(spec, Schema):
+        return spec
+    if isinstance(spec, dict):
+        return Schema.from_dict(spec)
+    if spec in BUILTIN_SCHEMAS:
+        return BUILTIN_SCHEMAS[spec]
+    if spec.endswith((".yaml", ".yml", ".json")):
+        from eventgen.config import load_yaml
+
+        return Schema.from_dict(load_yaml(spec))
+    raise ConfigError(
+        f"unknown schema {spec!r}; use one of {sorted(BUILTIN_SCHEMAS)} or a YAML file declaring the columns"
+    )

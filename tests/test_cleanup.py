@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from eventgen.cleanup import PhysicsCleanup, physicality, wrap_phi
+from eventgen.errors import InputError
+from eventgen.schema import get_schema
+
+TTBAR = get_schema("ttbar")
+
+
+def _physical_events(rng: np.random.Generator, n: int) -> np.ndarray:
+    """ttbar-like events that satisfy every rule: zero-filled, ordered, E >= pT cosh(eta)."""
+    x = np.zeros((n, len(TTBAR)), np.float32)
+    x[:, 0] = rng.exponential(50, n)
+    x[:, 1] = rng.uniform(-np.pi, np.pi, n)
+    for family, (objects, count_col) in TTBAR.families().items():
+        n_obj = rng.integers(0, len(objects) + 3, n)
+        pts = np.sort(rng.exponential(40, (n, len(objects))) + (20 if family == "j" else 10), axis=1)[:, ::-1]
+        for k, o in enumerate(objects):
+            on = k < n_obj
+            eta = rng.uniform(-2.5, 2.5, n)
+            x[on, o.pt] = pts[on, k]
+            x[on, o.eta] = eta[on]
+            x[on, o.phi] = rng.uniform(-np.pi, np.pi, on.sum())
+            x[on, o.e] = pts[on, k] * np.cosh(eta[on]) * rng.uniform(1.0, 1.2, on.sum())
+        x[:, count_col] = n_obj
+    return x
+
+
+def test_physical_events_are_left_unchanged(rng: np.random.Generator) -> None:
+    x = _physical_events(rng, 2000)
+    cleanup = PhysicsCleanup().fit(x, TTBAR)
+    y = cleanup.apply(x.copy())
+    np.testing.assert_allclose(y, x, rtol=1e-6)
+    assert physicality(x, TTBAR, cleanup.pt_min_)["all"] == 1.0
+
+
+def test_noisy_events_become_physical(rng: np.random.Generator) -> None:
+    x = _physical_events(rng, 2000)
+    cleanup = PhysicsCleanup().fit(x, TTBAR)
+    noisy = x + rng.normal(0, 3, x.shape).astype(np.float32)
+    assert physicality(noisy, TTBAR, cleanup.pt_min_)["all"] < 0.05
+    y = cleanup.apply(noisy)
+    checks = physicality(y, TTBAR, cleanup.pt_min_)
+    assert checks == {"energy": 1.0, "ordering": 1.0, "zero_fill": 1.0, "all": 1.0}
+    phis = y[:, TTBAR.indices_of_kind("phi")]
+    assert np.all((phis > -np.pi) & (phis <= np.pi))
+    for _family, (objects, count_col) in TTBAR.families().items():
+        n_present = sum((y[:, o.pt] > 0).astype(int) for o in objects)
+        count = y[:, count_col]
+        assert np.all(count == np.round(count))
+        assert np.all(np.where(n_present < len(objects), count == n_present, count >= n_present))
+
+
+def test_state_round_trip(rng: np.random.Generator) -> None:
+    x = _physical_events(rng, 500)
+    a = PhysicsCleanup().fit(x, TTBAR)
+    b = PhysicsCleanup.from_state(a.get_state(), TTBAR)
+    noisy = x + rng.normal(0, 5, x.shape).astype(np.float32)
+    np.testing.assert_array_equal(a.apply(noisy.copy()), b.apply(noisy.copy()))
+
+
+@pytest.mark.parametrize("phi", [-np.pi, np.pi, 3 * np.pi, -7.0, 0.5, 1e-7])
+def test_wrap_phi(phi: float) -> None:
+    w = wrap_phi(np.array([phi]))[0]
+    assert -np.pi < w <= np.pi
+    assert wrap_phi(np.array([phi], np.float32))[0] > np.float32(-np.pi)
+    assert np.isclose(np.cos(w), np.cos(phi)) and np.isclose(np.sin(w), np.sin(phi), atol=1e-9)
+
+
+def test_fit_rejects_wrong_width(rng: np.random.Generator) -> None:
+    with pytest.raises(InputError, match="schema 'ttbar' has 28 columns"):
+        PhysicsCleanup().fit(np.zeros((3, 5), np.float32), TTBAR)
