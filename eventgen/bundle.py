@@ -7,6 +7,7 @@ Layout (no pickle anywhere; arrays are loaded with ``allow_pickle=False``)::
       model.npz        the VAE's state dict as float32 arrays
       preprocess.npz   the fitted preprocessing parameters
       buffer.npz       the density buffer: mu_i, sigma_i (and its fitted extras)
+      cleanup.npz      the physics clean-up thresholds learnt from the training events
 
 ``Bundle.hash`` (sha256 over the four files) identifies a bundle in generated files.
 """
@@ -29,18 +30,19 @@ from eventgen.schema import Schema
 
 FORMAT = "eventgen-bundle"
 FORMAT_VERSION = 1
-_FILES = ("bundle.json", "model.npz", "preprocess.npz", "buffer.npz")
+_FILES = ("bundle.json", "model.npz", "preprocess.npz", "buffer.npz", "cleanup.npz")
 
 
 @dataclass
 class Bundle:
-    """A fitted generator: schema, preprocessing, β-VAE and density buffer."""
+    """A fitted generator: schema, preprocessing, β-VAE, density buffer and clean-up."""
 
     schema: Schema
     preprocessor: Any  # eventgen.preprocess.Preprocessor
     model: Any  # eventgen.model.BetaVAE (on CPU, eval mode)
     model_settings: Any  # eventgen.model.ModelSettings
     buffer: Any  # eventgen.buffer.DensityBuffer
+    cleanup: Any  # eventgen.cleanup.PhysicsCleanup
     metadata: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
@@ -76,6 +78,7 @@ class Bundle:
         np.savez(tmp / "model.npz", **weights)
         np.savez(tmp / "preprocess.npz", **_arrays(self.preprocessor.get_state()))
         np.savez(tmp / "buffer.npz", **_arrays(self.buffer.get_state()))
+        np.savez(tmp / "cleanup.npz", **_arrays(self.cleanup.get_state()))
         if path.exists():
             old = path.with_name(f".{path.name}.{os.getpid()}.old")
             path.rename(old)
@@ -92,6 +95,7 @@ class Bundle:
         import torch
 
         from eventgen.buffer import DensityBuffer
+        from eventgen.cleanup import PhysicsCleanup
         from eventgen.model import BetaVAE, ModelSettings
         from eventgen.preprocess import Preprocessor
 
@@ -106,6 +110,7 @@ class Bundle:
             model.eval()
             preprocessor = Preprocessor.from_state(_load_npz(path / "preprocess.npz"))
             buffer = DensityBuffer.from_state(_load_npz(path / "buffer.npz"))
+            cleanup = PhysicsCleanup.from_state(_load_npz(path / "cleanup.npz"), schema)
         except BundleError:
             raise
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -115,14 +120,16 @@ class Bundle:
             ) from None
         reserved = {"format", "format_version", "eventgen_version", "schema", "model_settings", "n_features"}
         extra = {k: v for k, v in meta.items() if k not in reserved and k != "buffer_params"}
-        return cls(schema, preprocessor, model, settings, buffer, extra, path)
+        return cls(schema, preprocessor, model, settings, buffer, cleanup, extra, path)
 
 
 def read_bundle_metadata(path: str | Path) -> dict[str, Any]:
     """The ``bundle.json`` of a bundle directory, checked to be an eventgen bundle."""
     path = Path(path)
     if not path.is_dir():
-        raise BundleError(f"bundle {str(path)!r} is not a directory; pass the folder written by 'eventgen fit'")
+        raise BundleError(
+            f"bundle {str(path)!r} is not a directory; pass the folder written by 'eventgen fit'"
+        )
     missing = [name for name in _FILES if not (path / name).is_file()]
     if missing:
         raise BundleError(f"bundle {str(path)!r} lacks {missing}; it is incomplete, fit it again")
@@ -138,6 +145,33 @@ def read_bundle_metadata(path: str | Path) -> dict[str, Any]:
             f"{FORMAT_VERSION}; fit it again with this version"
         )
     return meta
+
+
+def describe_bundle(path: Path, meta: dict[str, Any]) -> str:
+    """A readable summary of a bundle's ``bundle.json``: schema, sizes, losses, provenance."""
+    schema = Schema.from_dict(meta["schema"])
+    ms, training, data = meta.get("model_settings", {}), meta.get("training", {}), meta.get("data", {})
+    size = sum((path / name).stat().st_size for name in _FILES)
+    best = training.get("best", {})
+    lines = [
+        f"bundle      {path}  ({size / 1e6:.2f} MB, eventgen {meta.get('eventgen_version')})",
+        f"sha256      {_hash_files(path)}",
+        f"schema      {schema.name}: {len(schema)} columns",
+        "            " + ", ".join(f"{c.name}[{c.kind}]" for c in schema.columns),
+        f"model       latent {ms.get('latent_dim')}, {ms.get('depth')} x {ms.get('hidden')} {ms.get('activation')}"
+        f"{' residual' if ms.get('residual') else ''}, beta {ms.get('beta')}, output {ms.get('output')}",
+        f"buffer      {data.get('n_events', '?')} components; sampling {meta.get('buffer_params')}",
+        f"latent      {meta.get('latent', {})}",
+        f"training    {len(training.get('history', []))} epochs, best {training.get('best_epoch')}: "
+        f"val loss {best.get('val_loss', float('nan')):.5g} (mse {best.get('val_mse', float('nan')):.5g}, "
+        f"kl {best.get('val_kl', float('nan')):.5g}); "
+        f"{training.get('events_per_second', float('nan')):.0f} events/s on {training.get('device')}, "
+        f"{training.get('seconds', float('nan')):.1f} s",
+        f"preprocess  {training.get('preprocess')}; seed {training.get('seed')}",
+        f"data        {data.get('path', '?')} ({data.get('n_events', '?')} events, sha256 {data.get('sha256', '?')[:16]})",
+        f"versions    {meta.get('provenance', {})}",
+    ]
+    return "\n".join(lines)
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:

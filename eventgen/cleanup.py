@@ -28,7 +28,9 @@ class PhysicsCleanup:
     def fit(self, events: np.ndarray, schema: Schema) -> PhysicsCleanup:
         """Learn thresholds from training events ``(n_events, n_columns)``."""
         if events.ndim != 2 or events.shape[1] != len(schema):
-            raise InputError(f"events have shape {events.shape}, schema {schema.name!r} has {len(schema)} columns")
+            raise InputError(
+                f"events have shape {events.shape}, schema {schema.name!r} has {len(schema)} columns"
+            )
         self.schema_ = schema
         self.pt_min_: dict[str, float] = {}
         for family, (objects, _) in schema.families().items():
@@ -78,7 +80,9 @@ class PhysicsCleanup:
         self.schema_ = schema
         self.pt_min_ = {str(f): float(v) for f, v in zip(state["families"], state["pt_min"], strict=True)}
         self.eta_max_ = {int(i): float(v) for i, v in zip(state["eta_cols"], state["eta_max"], strict=True)}
-        self.count_max_ = {int(i): float(v) for i, v in zip(state["count_cols"], state["count_max"], strict=True)}
+        self.count_max_ = {
+            int(i): float(v) for i, v in zip(state["count_cols"], state["count_max"], strict=True)
+        }
         return self
 
     @staticmethod
@@ -115,7 +119,9 @@ def wrap_phi(phi: np.ndarray) -> np.ndarray:
     return np.where((phi > -pi) & (phi <= pi), phi, wrapped)
 
 
-def physicality(events: np.ndarray, schema: Schema, pt_min: dict[str, float] | None = None) -> dict[str, float]:
+def physicality(
+    events: np.ndarray, schema: Schema, pt_min: dict[str, float] | None = None
+) -> dict[str, float]:
     """Fractions of events passing the prior art's physicality checks.
 
     Returns ``{"energy": ..., "ordering": ..., "zero_fill": ..., "all": ...}``: E ≥ pT·cosh η

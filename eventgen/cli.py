@@ -8,19 +8,23 @@ overrides and calls the same public function a Python user would. Any
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from eventgen import __version__
-from eventgen.errors import EventgenError
+from eventgen.errors import EventgenError, OutputError
 
 log = logging.getLogger("eventgen")
 _COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
 
 
-def command(name: str) -> Callable[[Callable[[argparse.Namespace], None]], Callable[[argparse.Namespace], None]]:
+def command(
+    name: str,
+) -> Callable[[Callable[[argparse.Namespace], None]], Callable[[argparse.Namespace], None]]:
     def register(func: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
         _COMMANDS[name] = func
         return func
@@ -46,12 +50,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulate events with Pythia 8 and FastJet",
         description="Simulate events with Pythia 8 + FastJet into a Parquet or HDF5 file.",
     )
-    p.add_argument("process", help="a process (ttbar, zll) or a YAML config such as configs/simulate-ttbar.yaml")
+    p.add_argument(
+        "process", help="a process (ttbar, zll) or a YAML config such as configs/simulate-ttbar.yaml"
+    )
     p.add_argument("-n", "--events", type=int, help="number of events (default: the config's n_events)")
     p.add_argument("--seed", type=int, help="random seed (default: the config's seed)")
     p.add_argument("-o", "--output", help="output file, .parquet or .h5 (default: the config's output)")
     p.add_argument("--workers", type=int, help="processes to run shards on (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+    p = sub.add_parser(
+        "fit",
+        parents=[common],
+        help="train the beta-VAE and build the density buffer into a bundle",
+        description="Fit a bundle (preprocessing, beta-VAE, density buffer) on an event file.",
+    )
+    p.add_argument("config", help="fit config, e.g. configs/deepevents.yaml")
+    p.add_argument("--data", help="training events (.parquet, .h5, .csv)")
+    p.add_argument(
+        "--schema", help="schema of the data: ttbar, zll, deepevents or a YAML file (default: from the file)"
+    )
+    p.add_argument("-o", "--output", help="bundle directory to write")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--epochs", type=int, help="maximum number of epochs")
+    p.add_argument("--batch-size", type=int, help="training batch size")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+
+    p = sub.add_parser(
+        "info",
+        parents=[common],
+        help="show a bundle's schema, sizes, losses and provenance",
+        description="Show what a bundle holds.",
+    )
+    p.add_argument("bundle", help="bundle directory written by 'eventgen fit'")
+    p.add_argument("--json", action="store_true", help="print bundle.json as it is")
 
     return parser
 
@@ -64,10 +98,74 @@ def _simulate(args: argparse.Namespace) -> None:
 
     job = load_simulate_job(args.process, n_events=args.events, seed=args.seed, output=args.output)
     check_output(job.output, args.overwrite)
-    data, provenance = simulate(job.settings, job.n_events, job.seed, workers=args.workers, progress=not args.quiet)
+    data, provenance = simulate(
+        job.settings, job.n_events, job.seed, workers=args.workers, progress=not args.quiet
+    )
     with EventWriter(job.output, schema_for(job.settings.process), provenance, overwrite=args.overwrite) as w:
         w.write(data)
     log.info("wrote %d %s events to %s", data.shape[0], job.settings.process, job.output)
+
+
+@command("fit")
+def _fit(args: argparse.Namespace) -> None:
+    from eventgen.bundle import file_sha256
+    from eventgen.fit import fit
+    from eventgen.io import read_events
+    from eventgen.jobs import load_fit_job
+    from eventgen.schema import get_schema
+
+    job = load_fit_job(
+        args.config,
+        data=args.data,
+        schema=args.schema,
+        output=args.output,
+        seed=args.seed,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        device=args.device,
+        threads=args.threads,
+    )
+    output = Path(job.output)
+    if output.exists() and not args.overwrite:
+        raise OutputError(f"bundle {str(output)!r} exists already; choose another name or pass --overwrite")
+    table = read_events(job.data, get_schema(job.schema) if job.schema else None)
+    log.info("read %d events (%s schema) from %s", len(table), table.schema.name, job.data)
+    source = {"path": str(job.data), "sha256": file_sha256(job.data), "n_events": len(table)}
+    run_key = hashlib.sha256(repr((job, source["sha256"])).encode()).hexdigest()[:12]
+    checkpoints = output.with_name(f".{output.name}.checkpoint-{run_key}")  # resumes only the same run
+    checkpoints.mkdir(exist_ok=True)
+    bundle = fit(
+        table,
+        preprocess=job.preprocess,
+        model_settings=job.model,
+        train_settings=job.train,
+        buffer_settings=job.buffer,
+        seed=job.seed,
+        checkpoint_dir=checkpoints,
+        progress=not args.quiet,
+        data_source=source,
+    )
+    bundle.save(output, overwrite=args.overwrite)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    t = bundle.metadata["training"]
+    log.info(
+        "wrote bundle %s: best epoch %d of %d, validation loss %.4g, %.0f events/s",
+        output,
+        t["best_epoch"],
+        len(t["history"]),
+        t["best"].get("val_loss", float("nan")),
+        t["events_per_second"],
+    )
+
+
+@command("info")
+def _info(args: argparse.Namespace) -> None:
+    import json
+
+    from eventgen.bundle import describe_bundle, read_bundle_metadata
+
+    meta = read_bundle_metadata(args.bundle)
+    print(json.dumps(meta, indent=1) if args.json else describe_bundle(Path(args.bundle), meta))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,10 +188,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"eventgen {args.command}: interrupted", file=sys.stderr)
         return 130
     return 0
-
-
-def _path(text: str) -> Path:
-    return Path(text).expanduser()
 
 
 if __name__ == "__main__":

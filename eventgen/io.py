@@ -72,9 +72,7 @@ def format_of(path: str | Path, fmt: str | None = None) -> FileFormat:
 # ----------------------------------------------------------------------------- reading
 
 
-def read_events(
-    path: str | Path, schema: Schema | None = None, *, check_finite: bool = True
-) -> EventTable:
+def read_events(path: str | Path, schema: Schema | None = None, *, check_finite: bool = True) -> EventTable:
     """Read a whole event file into memory.
 
     The schema comes from ``schema`` when given (the file must hold its columns, extra
@@ -226,7 +224,9 @@ def _raw_chunks(path: Path, fmt: FileFormat, chunk_size: int, names: list[str]) 
 
             pf = pq.ParquetFile(path)
             for batch in pf.iter_batches(batch_size=chunk_size, columns=names):
-                yield _to_float32(np.column_stack([c.to_numpy(zero_copy_only=False) for c in batch.columns]), path)
+                yield _to_float32(
+                    np.column_stack([c.to_numpy(zero_copy_only=False) for c in batch.columns]), path
+                )
         elif fmt == "hdf5":
             import h5py
 
@@ -305,9 +305,11 @@ def _check_finite(chunk: np.ndarray, schema: Schema, source: str, offset: int) -
 # ----------------------------------------------------------------------------- writing
 
 
-def check_output(path: str | Path, overwrite: bool) -> Path:
-    """Refuse an existing output unless ``overwrite``; make sure the parent folder exists."""
+def check_output(path: str | Path, overwrite: bool, fmt: str | None = None) -> Path:
+    """Check an output file before any work: a writable format, not there yet (unless ``overwrite``)."""
     path = Path(path)
+    if format_of(path, fmt) == "csv":
+        raise OutputError("eventgen writes Parquet or HDF5, not CSV; use a .parquet or .h5 name")
     if path.exists() and not overwrite:
         raise OutputError(f"output {str(path)!r} exists already; choose another name or pass --overwrite")
     if not path.parent.exists():
@@ -334,10 +336,8 @@ class EventWriter:
         compression: str | None = "zstd",
         row_group_size: int = 131_072,
     ) -> None:
-        self.path = check_output(path, overwrite)
+        self.path = check_output(path, overwrite, fmt)
         self.format = format_of(self.path, fmt)
-        if self.format == "csv":
-            raise OutputError("eventgen writes Parquet or HDF5, not CSV; use a .parquet or .h5 name")
         self.schema = schema
         self.tmp_path = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self.n_written = 0
@@ -373,7 +373,12 @@ class EventWriter:
             h5_compression = None if compression in (None, "zstd", "none") else compression
             self._datasets = [
                 group.create_dataset(
-                    name, shape=(0,), maxshape=(None,), dtype=np.float32, chunks=(chunk,), compression=h5_compression
+                    name,
+                    shape=(0,),
+                    maxshape=(None,),
+                    dtype=np.float32,
+                    chunks=(chunk,),
+                    compression=h5_compression,
                 )
                 for name in schema.names
             ]

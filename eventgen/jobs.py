@@ -68,3 +68,65 @@ class _SimulateJobFields:
     n_events: int = 10_000
     seed: int = 1
     output: str = "events.parquet"
+
+
+@dataclass(frozen=True)
+class FitJob:
+    """``eventgen fit``: training data, schema, settings of each part, output bundle."""
+
+    data: str = ""
+    schema: str | None = None
+    output: str = "bundle"
+    seed: int = 0
+    preprocess: str = "physics"
+    model: Any = None  # eventgen.model.ModelSettings
+    train: Any = None  # eventgen.train.TrainSettings
+    buffer: Any = None  # eventgen.fit.BufferSettings
+
+
+def load_fit_job(config: str, **overrides: Any) -> FitJob:
+    """A fit job from a YAML config; ``overrides`` (data, output, seed, epochs, ...) that are not None win.
+
+    The config's sections ``model``, ``train`` and ``buffer`` map onto
+    :class:`~eventgen.model.ModelSettings`, :class:`~eventgen.train.TrainSettings` and
+    :class:`~eventgen.fit.BufferSettings`.
+    """
+    from eventgen.fit import BufferSettings
+    from eventgen.model import ModelSettings
+    from eventgen.preprocess import PREPROCESS_METHODS
+    from eventgen.train import TrainSettings
+
+    data = load_yaml(config)
+    where = Path(config).name
+    sections = {"model": ModelSettings, "train": TrainSettings, "buffer": BufferSettings}
+    known = {f.name for f in dataclasses.fields(FitJob)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown key {where}: {unknown[0]}; valid keys are {sorted(known)}")
+    train_overrides = {
+        k: overrides.pop(k) for k in ("epochs", "batch_size", "device", "threads") if k in overrides
+    }
+    parts = {}
+    for name, cls in sections.items():
+        section = dict(data.pop(name, None) or {})
+        if name == "train":
+            section.update({k: v for k, v in train_overrides.items() if v is not None})
+        parts[name] = from_mapping(cls, section, f"{where}: {name}")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    plain = from_mapping(_FitJobFields, data, where)
+    if plain.preprocess not in PREPROCESS_METHODS:
+        raise ConfigError(
+            f"{where}: preprocess must be one of {list(PREPROCESS_METHODS)}, found {plain.preprocess!r}"
+        )
+    if not plain.data:
+        raise ConfigError(f"{where}: no training data given; set 'data' in the config or pass --data FILE")
+    return FitJob(plain.data, plain.schema, plain.output, plain.seed, plain.preprocess, **parts)
+
+
+@dataclass(frozen=True)
+class _FitJobFields:
+    data: str = ""
+    schema: str | None = None
+    output: str = "bundle"
+    seed: int = 0
+    preprocess: str = "physics"

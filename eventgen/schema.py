@@ -90,7 +90,9 @@ class Schema:
         try:
             return self.names.index(name)
         except ValueError:
-            raise InputError(f"schema {self.name!r} has no column {name!r}; columns are {self.names}") from None
+            raise InputError(
+                f"schema {self.name!r} has no column {name!r}; columns are {self.names}"
+            ) from None
 
     def indices_of_kind(self, kind: ColumnKind) -> np.ndarray:
         return np.array([i for i, c in enumerate(self.columns) if c.kind == kind], dtype=np.int64)
@@ -132,14 +134,23 @@ class Schema:
         columns = []
         for entry in data["columns"]:
             if isinstance(entry, str):
-                raise ConfigError(f"schema column {entry!r} needs a kind; write {{name: {entry}, kind: generic}}")
+                raise ConfigError(
+                    f"schema column {entry!r} needs a kind; write {{name: {entry}, kind: generic}}"
+                )
             unknown = set(entry) - {"name", "kind", "unit", "obj"}
             if unknown or "name" not in entry or "kind" not in entry:
                 raise ConfigError(
                     f"schema column {entry!r} must have keys name, kind and optionally unit, obj"
                 )
             kind = entry["kind"]
-            columns.append(Column(str(entry["name"]), kind, entry.get("unit", _DEFAULT_UNITS.get(kind, "")), entry.get("obj")))
+            columns.append(
+                Column(
+                    str(entry["name"]),
+                    kind,
+                    entry.get("unit", _DEFAULT_UNITS.get(kind, "")),
+                    entry.get("obj"),
+                )
+            )
         return cls(str(data.get("name", "custom")), tuple(columns))
 
     @classmethod
@@ -180,7 +191,10 @@ def _deepevents() -> list[Column]:
 
 
 def _ttbar() -> Schema:
-    return Schema("ttbar", tuple(_deepevents() + [Column("n_jets", "count", "", "j"), Column("n_leptons", "count", "", "l")]))
+    return Schema(
+        "ttbar",
+        (*_deepevents(), Column("n_jets", "count", "", "j"), Column("n_leptons", "count", "", "l")),
+    )
 
 
 def _zll() -> Schema:

@@ -1,0 +1,112 @@
+"""The command line: every stage listed, and bad input gives one line and exit code 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eventgen.cli import main
+from eventgen.io import read_events, write_events
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real ``eventgen`` console entry point in a fresh process."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-c", "import sys; from eventgen.cli import main; sys.exit(main())", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+def test_help_lists_every_stage() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for stage in ("simulate", "fit", "info"):
+        assert stage in result.stdout
+
+
+def _error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    return err[0]
+
+
+def test_simulate_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "unknown process 'higgs'" in _error_line(
+        capsys, ["simulate", "higgs", "-o", str(tmp_path / "a.h5")]
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("process: ttbar\njet_radius: 0.4\n")
+    line = _error_line(capsys, ["simulate", str(bad)])
+    assert "unknown key bad.yaml.jet_radius; valid keys are" in line
+    bad.write_text("process: [ttbar\n")
+    assert "not valid YAML at line" in _error_line(capsys, ["simulate", str(bad)])
+    assert "does not exist" in _error_line(capsys, ["simulate", str(tmp_path / "missing.yaml")])
+    (tmp_path / "old.parquet").write_bytes(b"keep me")
+    line = _error_line(capsys, ["simulate", "zll", "-n", "10", "-o", str(tmp_path / "old.parquet")])
+    assert "exists already" in line and "--overwrite" in line
+    assert (tmp_path / "old.parquet").read_bytes() == b"keep me"
+    assert "at least 1" in _error_line(capsys, ["simulate", "zll", "-n", "0", "-o", str(tmp_path / "z.h5")])
+    assert "cannot tell the format" in _error_line(capsys, ["simulate", "zll", "-o", str(tmp_path / "z.txt")])
+
+
+def test_fit_input_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], rng) -> None:
+    from eventgen.schema import get_schema
+
+    config = str(ROOT / "configs" / "deepevents.yaml")
+    out = str(tmp_path / "bundle")
+    assert "does not exist" in _error_line(
+        capsys, ["fit", config, "--data", str(tmp_path / "no.parquet"), "-o", out]
+    )
+    events = rng.normal(size=(500, 28)).astype(np.float32)
+    write_events(tmp_path / "e.h5", events, get_schema("ttbar"))
+    data = (tmp_path / "e.h5").read_bytes()
+    (tmp_path / "cut.h5").write_bytes(data[: len(data) // 3])
+    assert "truncated" in _error_line(capsys, ["fit", config, "--data", str(tmp_path / "cut.h5"), "-o", out])
+    events[3, 5] = np.nan
+    write_events(tmp_path / "nan.parquet", events, get_schema("ttbar"))
+    line = _error_line(capsys, ["fit", config, "--data", str(tmp_path / "nan.parquet"), "-o", out])
+    assert "NaN/inf values, first in column 'j1_phi' of event 3" in line
+    write_events(tmp_path / "zll.parquet", events[:, :9], get_schema("zll"))
+    line = _error_line(
+        capsys, ["fit", config, "--data", str(tmp_path / "zll.parquet"), "--schema", "ttbar", "-o", out]
+    )
+    assert "lacks columns ['met', 'met_phi'" in line
+    assert "unknown schema" in _error_line(capsys, ["fit", config, "--data", "x.parquet", "--schema", "tt"])
+    bad = tmp_path / "fit.yaml"
+    bad.write_text("model: {latent: 3}\n")
+    assert "unknown key fit.yaml: model.latent" in _error_line(
+        capsys, ["fit", str(bad), "--data", "x.parquet"]
+    )
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_info_rejects_what_is_not_a_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "not a directory" in _error_line(capsys, ["info", str(tmp_path / "nothing")])
+    (tmp_path / "b").mkdir()
+    assert "lacks" in _error_line(capsys, ["info", str(tmp_path / "b")])
+
+
+@pytest.mark.pythia
+def test_simulate_writes_reproducible_files(tmp_path: Path) -> None:
+    pytest.importorskip("pythia8mc")
+    for name in ("a.parquet", "b.parquet", "c.h5"):
+        result = run_cli(
+            "simulate", "zll", "-n", "300", "--seed", "5", "-o", name, "--workers", "1", cwd=tmp_path
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == ""  # nothing from Pythia or FastJet on stdout
+    a, b, c = (read_events(tmp_path / n) for n in ("a.parquet", "b.parquet", "c.h5"))
+    assert a.data.shape == (300, 9) and a.schema.name == "zll"
+    np.testing.assert_array_equal(a.data, b.data)
+    np.testing.assert_array_equal(a.data, c.data)
+    assert a.metadata["seed"] == 5 and a.metadata["cross_section"]["pb"] > 0
+    result = run_cli("simulate", "zll", "-n", "300", "--seed", "6", "-o", "d.parquet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not np.array_equal(read_events(tmp_path / "d.parquet").data, a.data)
