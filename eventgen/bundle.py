@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,8 @@ def describe_bundle(path: Path, meta: dict[str, Any]) -> str:
     ms, training, data = meta.get("model_settings", {}), meta.get("training", {}), meta.get("data", {})
     size = sum((path / name).stat().st_size for name in _FILES)
     best = training.get("best", {})
+    versions = dict(meta.get("provenance", {}))
+    sim = versions.pop("data_provenance", None)
     lines = [
         f"bundle      {path}  ({size / 1e6:.2f} MB, eventgen {meta.get('eventgen_version')})",
         f"sha256      {_hash_files(path)}",
@@ -169,15 +172,27 @@ def describe_bundle(path: Path, meta: dict[str, Any]) -> str:
         f"{training.get('seconds', float('nan')):.1f} s",
         f"preprocess  {training.get('preprocess')}; seed {training.get('seed')}",
         f"data        {data.get('path', '?')} ({data.get('n_events', '?')} events, sha256 {data.get('sha256', '?')[:16]})",
-        f"versions    {meta.get('provenance', {})}",
+        f"versions    {', '.join(f'{k} {v}' for k, v in versions.items() if k != 'created')}",
+        f"created     {versions.get('created', '?')}",
     ]
+    sim = sim or {}
+    if "settings" in sim and "cross_section" in sim:
+        xs = sim["cross_section"]
+        lines.append(
+            f"simulated   {sim['settings'].get('process')} with {sim.get('generator')}, seed {sim.get('seed')}, "
+            f"sigma = {xs.get('pb', float('nan')):.4g} +- {xs.get('pb_err', float('nan')):.2g} pb"
+        )
     return "\n".join(lines)
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        with open(path, "rb") as fh:
+            loaded = np.load(fh, allow_pickle=False)
+            if isinstance(loaded, np.ndarray):
+                raise BundleError(f"{str(path)!r} is a bare array, not an .npz archive; fit the bundle again")
+            with loaded as data:
+                return {k: data[k] for k in data.files}
     except ValueError as exc:
         if "pickle" in str(exc):
             raise BundleError(
@@ -185,7 +200,7 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
                 "execute code; use bundles written by 'eventgen fit'"
             ) from None
         raise BundleError(f"{str(path)!r} is corrupt ({_first_line(exc)}); fit the bundle again") from None
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise BundleError(f"{str(path)!r} is corrupt ({_first_line(exc)}); fit the bundle again") from None
 
 

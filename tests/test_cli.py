@@ -110,3 +110,23 @@ def test_simulate_writes_reproducible_files(tmp_path: Path) -> None:
     result = run_cli("simulate", "zll", "-n", "300", "--seed", "6", "-o", "d.parquet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert not np.array_equal(read_events(tmp_path / "d.parquet").data, a.data)
+
+
+def test_fit_and_info_on_the_committed_sample(tmp_path: Path) -> None:
+    data = ROOT / "tests" / "data" / "ttbar_small.parquet"
+    config = ROOT / "configs" / "deepevents.yaml"
+    args = ["fit", str(config), "--data", str(data), "--epochs", "1", "--seed", "3", "-o", "bundle"]
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # checkpoints cleaned up
+    info = run_cli("info", "bundle", cwd=tmp_path)
+    assert info.returncode == 0, info.stderr
+    for expected in (
+        "schema      ttbar: 28 columns",
+        "latent 20, 6 x 128 elu residual",
+        "1 epochs",
+        "3000 events",
+    ):
+        assert expected in info.stdout
+    again = run_cli(*args, cwd=tmp_path)
+    assert again.returncode == 2 and "exists already" in again.stderr

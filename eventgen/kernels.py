@@ -1,0 +1,155 @@
+"""Private numba kernels of the density buffer (see :mod:`eventgen.buffer`).
+
+The kernels hold no Python objects and draw no random numbers: the caller draws the
+component indices and the standard-normal noise from position-keyed NumPy streams, so
+every kernel is a deterministic function of its inputs, whatever the thread count.
+
+The sampling kernels are serial and release the GIL (``nogil=True``): the buffer runs
+them on disjoint blocks of the output from several Python threads, each straight after
+drawing its block's noise, while the block is still in cache. They must not use
+``prange``: numba's default workqueue threading layer refuses concurrent parallel calls.
+The scoring kernel is called from one thread and is parallel over query points.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+@njit(cache=True, nogil=True)
+def gather_fma(
+    mu: np.ndarray, scale: np.ndarray, alpha: float, gamma: float, idx: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """In place ``out[j] = mu[idx[j]] + (alpha * scale[idx[j]] + gamma) * out[j]``.
+
+    ``mu`` is ``(n_components, d)``, ``scale`` is ``(n_components, d)`` or ``(1, d)`` (one
+    shared row, as for a KDE bandwidth), ``idx`` is ``(n_rows,)`` and ``out`` is
+    ``(n_rows, d)`` holding standard-normal noise on entry and the samples on exit.
+    """
+    n, d = out.shape
+    shared = scale.shape[0] == 1
+    for j in range(n):
+        i = idx[j]
+        si = 0 if shared else i
+        for k in range(d):
+            out[j, k] = mu[i, k] + (alpha * scale[si, k] + gamma) * out[j, k]
+
+
+@njit(cache=True, nogil=True)
+def gather_gaussian(
+    means: np.ndarray, chol: np.ndarray, idx: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """In place ``out[j] = means[idx[j]] + chol[idx[j]] @ out[j]`` (full-covariance mixture).
+
+    ``means`` is ``(K, d)``, ``chol`` is ``(K, d, d)`` lower-triangular Cholesky factors of
+    the covariances, ``idx`` is ``(n_rows,)``, ``out`` is ``(n_rows, d)`` (noise on entry).
+    """
+    n, d = out.shape
+    eps = np.empty(d, dtype=np.float64)
+    for j in range(n):
+        c = idx[j]
+        for k in range(d):
+            eps[k] = out[j, k]
+        for a in range(d):
+            acc = means[c, a]
+            for b in range(a + 1):
+                acc += chol[c, a, b] * eps[b]
+            out[j, a] = acc
+
+
+@njit(cache=True, parallel=True)
+def diag_mixture_logpdf(
+    z: np.ndarray, mu: np.ndarray, inv_scale: np.ndarray, log_norm: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """Log-density of an equal-weight diagonal Gaussian mixture at each row of ``z``.
+
+    ``z`` is ``(m, d)``, ``mu`` is ``(N, d)``, ``inv_scale`` is ``(N, d)`` or ``(1, d)`` (one
+    shared row) holding 1/std, ``log_norm`` is ``(N,)`` holding each component's
+    ``log(weight) - sum(log std) - d/2 log(2 pi)``; writes ``out`` of shape ``(m,)``.
+    The log-sum-exp over components is streamed (running maximum), so memory is O(m)
+    whatever N is.
+    """
+    m, d = z.shape
+    n = mu.shape[0]
+    shared = inv_scale.shape[0] == 1
+    for r in prange(m):
+        best = -np.inf
+        total = 0.0
+        for i in range(n):
+            si = 0 if shared else i
+            q = 0.0
+            for k in range(d):
+                t = (z[r, k] - mu[i, k]) * inv_scale[si, k]
+                q += t * t
+            v = log_norm[i] - 0.5 * q
+            if v == -np.inf:
+                continue
+            if v <= best:
+                total += np.exp(v - best)
+            else:
+                total = total * np.exp(best - v) + 1.0
+                best = v
+        out[r] = best + np.log(total) if total > 0.0 else -np.inf
+
+
+@njit(cache=True)
+def alias_table(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Walker/Vose alias table ``(prob, alias)``, both ``(n,)``, for drawing i with P(i) ∝ ``weights[i]``.
+
+    Draw with :func:`alias_draw`. A zero weight gets ``prob = 0`` and a positive alias, so it
+    is never drawn, also when rounding leaves entries over at the end.
+    """
+    n = weights.shape[0]
+    scaled = weights * (n / weights.sum())
+    prob = np.zeros(n, dtype=np.float64)
+    alias = np.arange(n)
+    small = np.empty(n, dtype=np.int64)
+    large = np.empty(n, dtype=np.int64)
+    n_small = 0
+    n_large = 0
+    fallback = 0
+    for i in range(n):
+        if weights[i] > 0:
+            fallback = i
+        if scaled[i] < 1.0:
+            small[n_small] = i
+            n_small += 1
+        else:
+            large[n_large] = i
+            n_large += 1
+    while n_small > 0 and n_large > 0:
+        n_small -= 1
+        s = small[n_small]
+        g = large[n_large - 1]
+        prob[s] = scaled[s]
+        alias[s] = g
+        scaled[g] = (scaled[g] + scaled[s]) - 1.0
+        if scaled[g] < 1.0:
+            n_large -= 1
+            small[n_small] = g
+            n_small += 1
+    for k in range(n_large):
+        prob[large[k]] = 1.0
+    for k in range(n_small):  # left over by rounding: their true probability is ~1
+        s = small[k]
+        if weights[s] > 0:
+            prob[s] = 1.0
+        else:
+            prob[s] = 0.0
+            alias[s] = fallback
+    return prob, alias
+
+
+@njit(cache=True, nogil=True)
+def alias_draw(
+    u: np.ndarray, prob: np.ndarray, alias: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover
+    """Categorical draws ``out`` ``(m,)`` from uniforms ``u`` ``(m,)`` in [0, 1) and an alias table."""
+    n = prob.shape[0]
+    for j in range(u.shape[0]):
+        x = u[j] * n
+        i = min(int(x), n - 1)
+        out[j] = i if x - i < prob[i] else alias[i]

@@ -1,0 +1,104 @@
+"""Fitting a bundle on the committed ttbar sample, saving, loading, and refusing unsafe bundles."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from eventgen.bundle import Bundle
+from eventgen.errors import BundleError, OutputError
+from eventgen.fit import BufferSettings, fit
+from eventgen.io import read_events
+from eventgen.model import ModelSettings
+from eventgen.train import TrainSettings
+
+SMALL_MODEL = ModelSettings(latent_dim=6, hidden=32, depth=2)
+SHORT_TRAINING = TrainSettings(epochs=2, batch_size=256, device="cpu", threads=1)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    table = read_events(Path(__file__).parent / "data" / "ttbar_small.parquet")
+    fitted = fit(table, model_settings=SMALL_MODEL, train_settings=SHORT_TRAINING, seed=3)
+    fitted.save(tmp_path_factory.mktemp("b") / "bundle")
+    return fitted
+
+
+def test_fit_gives_a_complete_bundle(bundle: Bundle) -> None:
+    assert bundle.schema.name == "ttbar"
+    assert bundle.buffer.mu_.shape == (3000, SMALL_MODEL.latent_dim)
+    training = bundle.metadata["training"]
+    assert len(training["history"]) == 2 and training["seed"] == 3
+    assert bundle.metadata["provenance"]["data_provenance"]["seed"] == 11  # the simulation's provenance
+    assert len(bundle.hash) == 64
+
+
+def test_save_load_round_trip(bundle: Bundle, tmp_path: Path) -> None:
+    loaded = Bundle.load(bundle.path)
+    assert loaded.hash == bundle.hash and loaded.schema == bundle.schema
+    for key, value in bundle.model.state_dict().items():
+        torch.testing.assert_close(loaded.model.state_dict()[key], value, rtol=0, atol=0)
+    np.testing.assert_array_equal(loaded.buffer.mu_, bundle.buffer.mu_)
+    np.testing.assert_array_equal(loaded.buffer.sigma_, bundle.buffer.sigma_)
+    z = bundle.buffer.sample_range(0, 100, seed=1)[0]
+    np.testing.assert_array_equal(loaded.buffer.sample_range(0, 100, seed=1)[0], z)
+    x = read_events(Path(__file__).parent / "data" / "ttbar_small.parquet").data[:50]
+    np.testing.assert_array_equal(loaded.preprocessor.transform(x), bundle.preprocessor.transform(x))
+    with pytest.raises(OutputError, match="exists already"):
+        bundle.save(bundle.path)
+
+
+def test_same_seed_gives_identical_weights_and_buffer() -> None:
+    table = read_events(Path(__file__).parent / "data" / "ttbar_small.parquet")
+    table.data = table.data[:600]
+    a, b = (fit(table, model_settings=SMALL_MODEL, train_settings=SHORT_TRAINING, seed=9) for _ in range(2))
+    for key, value in a.model.state_dict().items():
+        torch.testing.assert_close(b.model.state_dict()[key], value, rtol=0, atol=0)
+    np.testing.assert_array_equal(a.buffer.mu_, b.buffer.mu_)
+    np.testing.assert_array_equal(a.buffer.sigma_, b.buffer.sigma_)
+
+
+def _copy(bundle: Bundle, tmp_path: Path) -> Path:
+    import shutil
+
+    target = tmp_path / "copy"
+    shutil.copytree(bundle.path, target)
+    return target
+
+
+def test_pickle_payload_is_refused(bundle: Bundle, tmp_path: Path) -> None:
+    target = _copy(bundle, tmp_path)
+    np.savez(target / "buffer.npz", mu=np.array([{"evil": 1}], dtype=object))
+    with pytest.raises(BundleError, match="pickled object.*refuses"):
+        Bundle.load(target)
+    (target / "model.npz").write_bytes(pickle.dumps({"weights": 1}))
+    with pytest.raises(BundleError, match="model.npz"):
+        Bundle.load(target)
+
+
+def test_corrupt_and_foreign_bundles_are_refused(bundle: Bundle, tmp_path: Path) -> None:
+    target = _copy(bundle, tmp_path)
+    (target / "model.npz").write_bytes((target / "model.npz").read_bytes()[:100])
+    with pytest.raises(BundleError, match="corrupt"):
+        Bundle.load(target)
+    meta = json.loads((bundle.path / "bundle.json").read_text())
+    (target / "bundle.json").write_text(json.dumps({**meta, "format": "something-else"}))
+    with pytest.raises(BundleError, match="not an eventgen bundle"):
+        Bundle.load(target)
+    (target / "bundle.json").write_text("{not json")
+    with pytest.raises(BundleError, match="unreadable bundle.json"):
+        Bundle.load(target)
+    with pytest.raises(BundleError, match="not a directory"):
+        Bundle.load(tmp_path / "nothing")
+
+
+def test_weighted_buffer_settings_need_a_column() -> None:
+    from eventgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs buffer.weight_column"):
+        BufferSettings(selection="weighted")
