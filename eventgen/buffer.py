@@ -77,6 +77,8 @@ class DensityBuffer:
         selection: Selection = "uniform",
         weights: np.ndarray | None = None,
     ) -> None:
+        # ``weights`` are kept with any selection (a bundle stores them for later runs) and
+        # used by selection="weighted" only.
         self.mode = mode
         self.alpha = alpha
         self.gamma = gamma
@@ -454,10 +456,6 @@ class DensityBuffer:
             )
         if self.selection == "weighted" and self.weights is None:
             raise ConfigError("selection='weighted' needs weights: pass weights=<array of shape (n_events,)>")
-        if self.selection != "weighted" and self.weights is not None:
-            raise ConfigError(
-                "weights are used by selection='weighted' only; pass that selection or drop the weights"
-            )
 
     def _check_fitted(self, what: str) -> None:
         if "mu_" not in self.__dict__:

@@ -79,6 +79,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
 
     p = sub.add_parser(
+        "generate",
+        parents=[common],
+        help="generate events from a bundle into Parquet/HDF5",
+        description="Sample the density buffer, decode and stream events to a file or a dataset of shards.",
+    )
+    p.add_argument("bundle", help="bundle directory written by 'eventgen fit'")
+    p.add_argument("-n", "--events", type=int, required=True, help="number of events")
+    p.add_argument("-o", "--output", required=True, help="a .parquet/.h5 file, or a directory for shards")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--mode", choices=["buffer", "kde", "gmm", "prior"], help="sampling mode (default: the bundle's)"
+    )
+    p.add_argument("--alpha", type=float, help="z = mu + (alpha * sigma + gamma) * eps")
+    p.add_argument("--gamma", type=float, help="see --alpha")
+    p.add_argument(
+        "--selection", choices=["uniform", "stratified", "weighted"], help="how buffer events are picked"
+    )
+    p.add_argument("--batch-size", type=int, default=65_536, help="events per write batch (default 65536)")
+    p.add_argument("--shard-size", type=int, help="events per shard file; the output becomes a directory")
+    p.add_argument(
+        "--format", choices=["parquet", "hdf5"], help="default: from the output's suffix, else parquet"
+    )
+    p.add_argument(
+        "--compression", default="zstd", help="parquet: zstd (default), snappy, none; hdf5: none or gzip"
+    )
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, help="threads for decoding and sampling (default: all cores)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted sharded run")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+    p = sub.add_parser(
         "info",
         parents=[common],
         help="show a bundle's schema, sizes, losses and provenance",
@@ -155,6 +186,40 @@ def _fit(args: argparse.Namespace) -> None:
         len(t["history"]),
         t["best"].get("val_loss", float("nan")),
         t["events_per_second"],
+    )
+
+
+@command("generate")
+def _generate(args: argparse.Namespace) -> None:
+    from eventgen.bundle import Bundle
+    from eventgen.generate import Sampling, generate
+
+    bundle = Bundle.load(args.bundle)
+    sampling = Sampling(mode=args.mode, alpha=args.alpha, gamma=args.gamma, selection=args.selection)
+    compression = None if args.compression in ("none", "") else args.compression
+    result = generate(
+        bundle,
+        args.events,
+        args.output,
+        seed=args.seed,
+        sampling=sampling,
+        batch_size=args.batch_size,
+        shard_size=args.shard_size,
+        fmt=args.format,
+        device=args.device,
+        compression=compression,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        threads=args.threads,
+    )
+    log.info(
+        "wrote %d events to %s (%d new in %.1f s, %.0f events/s)",
+        result.n_events,
+        result.output,
+        result.n_generated,
+        result.seconds,
+        result.events_per_second,
     )
 
 

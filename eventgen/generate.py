@@ -91,9 +91,10 @@ class EventSource:
 
         self.bundle = bundle
         self.seed = seed
-        self.buffer = bundle.buffer.with_params(
-            **{k: v for k, v in asdict(sampling).items() if v is not None}
-        )
+        changes = {k: v for k, v in asdict(sampling).items() if v is not None}
+        if changes.get("mode") in ("gmm", "prior") and sampling.selection is None:
+            changes["selection"] = "uniform"  # the only selection these modes have
+        self.buffer = bundle.buffer.with_params(seed=seed, **changes)
         self.weighted = self.buffer.selection == "weighted"
         self.schema = output_schema(bundle, self.weighted)
         self.device = resolve_device(device)

@@ -311,8 +311,6 @@ def test_config_errors() -> None:
         DensityBuffer(mode="gmm", n_components=0)
     with pytest.raises(ConfigError, match="selection='weighted' needs weights"):
         DensityBuffer(selection="weighted")
-    with pytest.raises(ConfigError, match="weights are used by selection='weighted' only"):
-        DensityBuffer(weights=np.ones(3))
     with pytest.raises(ConfigError, match="applies to modes 'buffer' and 'kde' only"):
         DensityBuffer(mode="gmm", selection="stratified")
 

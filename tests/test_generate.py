@@ -1,0 +1,170 @@
+"""Generation: files, determinism across batch sizes, threads and interruptions, shards, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eventgen.bundle import Bundle
+from eventgen.cleanup import physicality
+from eventgen.errors import ConfigError, OutputError
+from eventgen.fit import BufferSettings, fit
+from eventgen.generate import MANIFEST, Sampling, generate
+from eventgen.io import read_events, read_metadata
+from eventgen.model import ModelSettings
+from eventgen.train import TrainSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    table = read_events(ROOT / "tests" / "data" / "ttbar_small.parquet")
+    fitted = fit(
+        table,
+        model_settings=ModelSettings(latent_dim=8, hidden=64, depth=2),
+        train_settings=TrainSettings(epochs=15, batch_size=128, device="cpu", threads=1),
+        buffer_settings=BufferSettings(weight_column="met"),
+        seed=5,
+    )
+    fitted.save(tmp_path_factory.mktemp("b") / "bundle")
+    return fitted
+
+
+def _dataset(path: Path) -> np.ndarray:
+    manifest = json.loads((path / MANIFEST).read_text())
+    return np.concatenate([read_events(path / s["file"]).data for s in manifest["shards"]])
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "h5"])
+def test_writes_physical_events_with_metadata(bundle: Bundle, tmp_path: Path, suffix: str) -> None:
+    out = tmp_path / f"g.{suffix}"
+    result = generate(bundle, 10_000, out, seed=3, device="cpu")
+    table = read_events(out)
+    assert table.data.shape == (10_000, 28) and table.schema == bundle.schema
+    assert result.n_generated == 10_000
+    meta = read_metadata(out)["provenance"]
+    assert meta["bundle_hash"] == bundle.hash and meta["seed"] == 3
+    assert meta["sampling"]["mode"] == "buffer" and meta["sampling"]["gamma"] == 0.05
+    assert physicality(table.data, bundle.schema, bundle.cleanup.pt_min_)["all"] == 1.0
+
+
+def test_same_events_for_any_batch_size_and_thread_count(bundle: Bundle, tmp_path: Path) -> None:
+    runs = {
+        "a.parquet": {"batch_size": 1000, "threads": 1},
+        "b.parquet": {"batch_size": 65_536, "threads": 2},
+        "c.h5": {"batch_size": 4097, "threads": 2},
+    }
+    data = {}
+    for name, kwargs in runs.items():
+        generate(bundle, 70_000, tmp_path / name, seed=11, device="cpu", **kwargs)
+        data[name] = read_events(tmp_path / name).data
+    np.testing.assert_array_equal(data["a.parquet"], data["b.parquet"])
+    np.testing.assert_array_equal(data["a.parquet"], data["c.h5"])
+    generate(bundle, 70_000, tmp_path / "d.parquet", seed=12, device="cpu")
+    assert not np.array_equal(read_events(tmp_path / "d.parquet").data, data["a.parquet"])
+
+
+def test_shards_equal_the_single_file_and_the_prefix(bundle: Bundle, tmp_path: Path) -> None:
+    generate(bundle, 25_000, tmp_path / "one.parquet", seed=4, device="cpu")
+    result = generate(
+        bundle, 25_000, tmp_path / "ds", seed=4, shard_size=7_000, device="cpu", batch_size=3000
+    )
+    assert result.shards == 4
+    manifest = json.loads((tmp_path / "ds" / MANIFEST).read_text())
+    assert [s["n_events"] for s in manifest["shards"]] == [7000, 7000, 7000, 4000]
+    single = read_events(tmp_path / "one.parquet").data
+    np.testing.assert_array_equal(_dataset(tmp_path / "ds"), single)
+    generate(bundle, 9_000, tmp_path / "short.h5", seed=4, device="cpu")
+    np.testing.assert_array_equal(read_events(tmp_path / "short.h5").data, single[:9_000])
+
+
+def test_dataset_reads_with_pyarrow_and_pandas(bundle: Bundle, tmp_path: Path) -> None:
+    import pandas as pd
+    import pyarrow.dataset as ds
+
+    generate(bundle, 12_000, tmp_path / "ds", seed=1, shard_size=5_000, device="cpu")
+    assert ds.dataset(tmp_path / "ds", format="parquet").count_rows() == 12_000
+    assert len(pd.read_parquet(tmp_path / "ds")) == 12_000
+
+
+def test_modes_and_weighted_sampling(bundle: Bundle, tmp_path: Path) -> None:
+    prior = tmp_path / "prior.parquet"
+    generate(bundle, 5_000, prior, seed=2, sampling=Sampling(mode="prior"), device="cpu")
+    assert read_metadata(prior)["provenance"]["sampling"]["mode"] == "prior"
+    buffer = tmp_path / "buffer.parquet"
+    generate(bundle, 5_000, buffer, seed=2, device="cpu")
+    assert not np.array_equal(read_events(prior).data, read_events(buffer).data)
+    weighted = tmp_path / "weighted.parquet"
+    generate(bundle, 40_000, weighted, seed=2, sampling=Sampling(selection="weighted"), device="cpu")
+    table = read_events(weighted)
+    assert table.schema.names[-1] == "weight"
+    met, w = table.column("met"), table.column("weight")
+    plain = read_events(buffer).column("met")
+    assert met.mean() > 1.08 * plain.mean()  # high MET is enhanced ...
+    assert abs(np.average(met, weights=w) / plain.mean() - 1) < 0.05  # ... and the weights undo it
+    assert np.corrcoef(met, w)[0, 1] < -0.2  # the weight falls with the enhanced MET
+
+
+def test_errors(bundle: Bundle, tmp_path: Path) -> None:
+    generate(bundle, 100, tmp_path / "x.parquet", device="cpu")
+    with pytest.raises(OutputError, match="exists already"):
+        generate(bundle, 100, tmp_path / "x.parquet", device="cpu")
+    with pytest.raises(OutputError, match="--resume needs a sharded output"):
+        generate(bundle, 100, tmp_path / "y.parquet", resume=True, device="cpu")
+    generate(bundle, 1000, tmp_path / "ds", shard_size=300, seed=1, device="cpu")
+    with pytest.raises(OutputError, match=r"the run differs in \['seed'\]"):
+        generate(bundle, 1000, tmp_path / "ds", shard_size=300, seed=2, resume=True, device="cpu")
+    with pytest.raises(ConfigError, match="at least 1"):
+        generate(bundle, 0, tmp_path / "z.parquet", device="cpu")
+    with pytest.raises(ConfigError, match="gamma must be >= 0"):
+        Sampling(gamma=-1.0)
+
+
+def test_resume_after_sigkill_gives_the_uninterrupted_events(bundle: Bundle, tmp_path: Path) -> None:
+    n, shard = 600_000, 40_000
+    args = [
+        str(bundle.path),
+        "-n",
+        str(n),
+        "--shard-size",
+        str(shard),
+        "--seed",
+        "8",
+        "--device",
+        "cpu",
+        "-q",
+    ]
+    code = "import sys; from eventgen.cli import main; sys.exit(main())"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", code, "generate", *args, "-o", str(out)], env=env)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        manifest = out / MANIFEST
+        if manifest.exists() and len(json.loads(manifest.read_text())["shards"]) >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed; raise n"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(json.loads((out / MANIFEST).read_text())["shards"])
+    assert 0 < done < n // shard
+    resumed = subprocess.run(
+        [sys.executable, "-c", code, "generate", *args, "-o", str(out), "--resume"],
+        env=env,
+        capture_output=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert not list(out.glob(".*"))  # no half-written shard left behind
+    reference = tmp_path / "reference.parquet"
+    generate(bundle, n, reference, seed=8, device="cpu")
+    np.testing.assert_array_equal(_dataset(out), read_events(reference).data)
