@@ -3,20 +3,22 @@
 A decoder outputs continuous numbers; a detector-level event obeys rules that it does
 not learn exactly. :class:`PhysicsCleanup` learns the acceptance of the training sample
 (the smallest pT of a present object of each family, the |η| range, the largest count)
-and applies, in order:
+and applies, in order, row by row in one compiled pass:
 
-1. an object is present iff its pT reaches its family's threshold; absent objects are
-   exactly zero in all their columns;
-2. present objects of a family are sorted by pT, leading first;
-3. the family's count is a non-negative integer consistent with the present objects
-   (equal to it below the number of slots, at least it when all slots are filled);
-4. azimuths are wrapped to (-π, π], pseudorapidities clipped to the training range,
-   energy-like and pT columns are non-negative and E ≥ pT·cosh η (the massless limit).
+1. non-finite values (an overflowing decoder output) become 0;
+2. azimuths are wrapped to (-π, π], pseudorapidities clipped to the training range,
+   energy-like and pT columns made non-negative, counts rounded and clipped to [0, max];
+3. an object is present iff its pT reaches its family's threshold; absent objects are
+   exactly zero in all their columns; present ones get E ≥ pT·cosh η (the massless limit);
+4. present objects of a family are sorted by pT, leading first;
+5. the family's count is consistent with the present objects (equal to it below the
+   number of slots, at least it when all slots are filled).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from eventgen.errors import InputError
 from eventgen.schema import Schema
@@ -32,6 +34,7 @@ class PhysicsCleanup:
                 f"events have shape {events.shape}, schema {schema.name!r} has {len(schema)} columns"
             )
         self.schema_ = schema
+        self._cached: tuple[np.ndarray, ...] | None = None
         self.pt_min_: dict[str, float] = {}
         for family, (objects, _) in schema.families().items():
             pts = np.concatenate([events[:, o.pt] for o in objects])
@@ -48,20 +51,41 @@ class PhysicsCleanup:
         return self
 
     def apply(self, events: np.ndarray) -> np.ndarray:
-        """Clean ``events`` ``(n_events, n_columns)`` float32 in place and return it."""
-        schema = self.schema_
-        for i in schema.indices_of_kind("phi").tolist():
-            events[:, i] = wrap_phi(events[:, i])
-        for i, limit in self.eta_max_.items():
-            np.clip(events[:, i], -limit, limit, out=events[:, i])
-        for kind in ("energy", "pt"):
-            for i in schema.indices_of_kind(kind).tolist():
-                np.maximum(events[:, i], 0.0, out=events[:, i])
-        for i, limit in self.count_max_.items():
-            np.clip(np.rint(events[:, i]), 0.0, limit, out=events[:, i])
-        for family, (objects, count_col) in schema.families().items():
-            self._clean_family(events, objects, count_col, self.pt_min_[family])
+        """Clean ``events`` ``(n_events, n_columns)`` float32 in place (a compiled pass per row); returns it."""
+        if events.dtype != np.float32 or not events.flags.c_contiguous:
+            raise InputError(
+                "PhysicsCleanup.apply needs a C-contiguous float32 array; use np.ascontiguousarray"
+            )
+        _clean_rows(events, *self._tables())
         return events
+
+    def _tables(self) -> tuple[np.ndarray, ...]:
+        if getattr(self, "_cached", None) is None:
+            schema = self.schema_
+            families = schema.families()
+            slots = max((len(objs) for objs, _ in families.values()), default=0)
+            fam_cols = np.full((len(families), slots, 4), -1, np.int64)
+            fam_slots = np.zeros(len(families), np.int64)
+            fam_count = np.full(len(families), -1, np.int64)
+            fam_pt_min = np.zeros(len(families), np.float64)
+            for f, (name, (objects, count_col)) in enumerate(families.items()):
+                fam_slots[f], fam_count[f], fam_pt_min[f] = len(objects), count_col, self.pt_min_[name]
+                for k, o in enumerate(objects):
+                    fam_cols[f, k] = (o.e, o.pt, o.eta, o.phi)
+            nonneg = np.concatenate([schema.indices_of_kind("energy"), schema.indices_of_kind("pt")])
+            self._cached = (
+                schema.indices_of_kind("phi"),
+                np.array(list(self.eta_max_), np.int64),
+                np.array(list(self.eta_max_.values()), np.float64),
+                nonneg.astype(np.int64),
+                np.array(list(self.count_max_), np.int64),
+                np.array(list(self.count_max_.values()), np.float64),
+                fam_cols,
+                fam_slots,
+                fam_count,
+                fam_pt_min,
+            )
+        return self._cached
 
     def get_state(self) -> dict[str, np.ndarray]:
         fams = sorted(self.pt_min_)
@@ -78,6 +102,7 @@ class PhysicsCleanup:
     def from_state(cls, state: dict[str, np.ndarray], schema: Schema) -> PhysicsCleanup:
         self = cls()
         self.schema_ = schema
+        self._cached = None
         self.pt_min_ = {str(f): float(v) for f, v in zip(state["families"], state["pt_min"], strict=True)}
         self.eta_max_ = {int(i): float(v) for i, v in zip(state["eta_cols"], state["eta_max"], strict=True)}
         self.count_max_ = {
@@ -85,30 +110,65 @@ class PhysicsCleanup:
         }
         return self
 
-    @staticmethod
-    def _clean_family(events: np.ndarray, objects: list, count_col: int, pt_min: float) -> None:
-        cols = np.array([[o.e, o.pt, o.eta, o.phi] for o in objects])  # (n_slots, 4), -1 if absent
-        has = cols >= 0
-        block = np.zeros((events.shape[0], len(objects), 4), dtype=events.dtype)
-        for k in range(len(objects)):
-            for f in range(4):
-                if has[k, f]:
-                    block[:, k, f] = events[:, cols[k, f]]
-        present = block[:, :, 1] >= pt_min
-        block[~present] = 0.0
-        if has[:, 0].all() and has[:, 2].all():  # E >= pT cosh(eta)
-            block[:, :, 0] = np.maximum(block[:, :, 0], block[:, :, 1] * np.cosh(block[:, :, 2]))
-        order = np.argsort(-block[:, :, 1], axis=1, kind="stable")
-        block = np.take_along_axis(block, order[:, :, None], axis=1)
-        for k in range(len(objects)):
-            for f in range(4):
-                if has[k, f]:
-                    events[:, cols[k, f]] = block[:, k, f]
-        if count_col >= 0:
-            n_present = present.sum(axis=1).astype(events.dtype)
-            full = n_present == len(objects)
-            count = events[:, count_col]
-            events[:, count_col] = np.where(full, np.maximum(count, n_present), n_present)
+
+@njit(cache=True, nogil=True)
+def _clean_rows(
+    x: np.ndarray,
+    phi_cols: np.ndarray,
+    eta_cols: np.ndarray,
+    eta_max: np.ndarray,
+    nonneg_cols: np.ndarray,
+    count_cols: np.ndarray,
+    count_max: np.ndarray,
+    fam_cols: np.ndarray,
+    fam_slots: np.ndarray,
+    fam_count: np.ndarray,
+    fam_pt_min: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    pi32 = np.float32(np.pi)
+    block = np.zeros((fam_cols.shape[1], 4), np.float64)
+    for i in range(x.shape[0]):
+        row = x[i]
+        for c in range(row.size):
+            if not np.isfinite(row[c]):
+                row[c] = 0.0
+        for c in phi_cols:
+            if not (-pi32 < row[c] <= pi32):
+                w = np.float32(np.mod(np.float64(row[c]) + np.pi, 2.0 * np.pi) - np.pi)
+                row[c] = pi32 if w <= -pi32 else w
+        for j in range(eta_cols.size):
+            row[eta_cols[j]] = min(max(row[eta_cols[j]], -eta_max[j]), eta_max[j])
+        for c in nonneg_cols:
+            row[c] = max(row[c], np.float32(0.0))
+        for j in range(count_cols.size):
+            row[count_cols[j]] = min(max(np.rint(row[count_cols[j]]), 0.0), count_max[j])
+        for f in range(fam_slots.size):
+            n_slots = fam_slots[f]
+            n_present = 0
+            for k in range(n_slots):  # gather, zero the absent, enforce E >= pT cosh(eta)
+                for q in range(4):
+                    c = fam_cols[f, k, q]
+                    block[k, q] = row[c] if c >= 0 else 0.0
+                if block[k, 1] >= fam_pt_min[f]:
+                    n_present += 1
+                    if fam_cols[f, k, 0] >= 0 and fam_cols[f, k, 2] >= 0:
+                        block[k, 0] = max(block[k, 0], block[k, 1] * np.cosh(block[k, 2]))
+                else:
+                    block[k, :] = 0.0
+            for k in range(1, n_slots):  # stable insertion sort by pT, leading first
+                m = k
+                while m > 0 and block[m - 1, 1] < block[m, 1]:
+                    for q in range(4):
+                        block[m - 1, q], block[m, q] = block[m, q], block[m - 1, q]
+                    m -= 1
+            for k in range(n_slots):
+                for q in range(4):
+                    c = fam_cols[f, k, q]
+                    if c >= 0:
+                        row[c] = block[k, q]
+            if fam_count[f] >= 0:
+                c = fam_count[f]
+                row[c] = max(row[c], n_present) if n_present == n_slots else n_present
 
 
 def wrap_phi(phi: np.ndarray) -> np.ndarray:

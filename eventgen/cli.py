@@ -110,6 +110,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
     p = sub.add_parser(
+        "evaluate",
+        parents=[common],
+        help="compare generated events with held-out originals, next to truth vs truth",
+        description="Metrics, plots and a report of generated events against held-out simulated events.",
+    )
+    p.add_argument("--generated", required=True, help="generated events: a file or a dataset directory")
+    p.add_argument("--reference", required=True, help="held-out events of the original simulation")
+    p.add_argument("--train", help="the events the bundle was fitted on (for the memorisation check)")
+    p.add_argument("-o", "--output", required=True, help="report directory (metrics.json, report.md, plots)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subsampling and the metrics")
+    p.add_argument(
+        "--max-events", type=int, default=50_000, help="events per sample (subsampled with the seed)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report directory")
+
+    p = sub.add_parser(
+        "run",
+        parents=[common],
+        help="the main job: simulate, fit, generate, evaluate from one config",
+        description="Run simulate -> fit -> generate -> evaluate (with baselines); finished stages are skipped.",
+    )
+    p.add_argument("config", help="main-job config, e.g. configs/default.yaml")
+    p.add_argument("--workdir", help="work directory (default: the config's workdir)")
+    p.add_argument("--workers", type=int, help="processes for the simulation (default: all cores)")
+
+    p = sub.add_parser(
         "info",
         parents=[common],
         help="show a bundle's schema, sizes, losses and provenance",
@@ -223,6 +249,46 @@ def _generate(args: argparse.Namespace) -> None:
     )
 
 
+@command("evaluate")
+def _evaluate(args: argparse.Namespace) -> None:
+    from eventgen.evaluate import evaluate, write_report
+    from eventgen.io import sample_events
+
+    out = Path(args.output)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise OutputError(f"report directory {str(out)!r} is not empty; choose another or pass --overwrite")
+    n = args.max_events
+    reference = sample_events(args.reference, 2 * n, args.seed)
+    generated = sample_events(args.generated, n, args.seed + 1, reference.schema)
+    train = sample_events(args.train, n, args.seed + 2, reference.schema) if args.train else None
+    result = evaluate(generated, reference, train, seed=args.seed, max_events=n)
+    report = write_report(result, out, generated=generated, reference=reference)
+    g, t = result["generated"], result["truth"]
+    log.info(
+        "classifier AUC %.3f (truth vs truth %.3f), mean W1/sigma %.4f (%.4f); report: %s",
+        g["classifier_auc"][0],
+        t["classifier_auc"][0],
+        g["mean_column_w1"],
+        t["mean_column_w1"],
+        report,
+    )
+
+
+@command("run")
+def _run(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from eventgen.run import load_run_job, run
+
+    job = load_run_job(args.config)
+    if args.workdir:
+        job = dataclasses.replace(job, workdir=args.workdir)
+    report = run(job, progress=not args.quiet, workers=args.workers)
+    log.info("done; report: %s", report)
+    if not args.quiet:
+        print(report.read_text().split("## Per column")[0].strip())
+
+
 @command("info")
 def _info(args: argparse.Namespace) -> None:
     import json
@@ -236,12 +302,11 @@ def _info(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``eventgen`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
-        format="eventgen: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("eventgen: %(message)s"))
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     if not sys.stderr.isatty():
         args.quiet = True  # progress bars only on a terminal
     try:

@@ -17,6 +17,7 @@ plus ``_manifest.json``, which is what makes a run resumable (``resume=True``).
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import logging
@@ -32,13 +33,15 @@ from typing import Any, Literal
 import numpy as np
 
 from eventgen import __version__
+from eventgen.buffer import BLOCK
+from eventgen.decode import CHUNK
 from eventgen.errors import ConfigError, OutputError
 from eventgen.io import EventWriter, format_of
 from eventgen.schema import Column, Schema
 
 log = logging.getLogger(__name__)
 
-BLOCK = 4096
+assert BLOCK % CHUNK == 0  # a block is decoded as whole chunks at fixed positions
 MANIFEST = "_manifest.json"
 SamplingMode = Literal["buffer", "kde", "gmm", "prior"]
 
@@ -85,8 +88,7 @@ class EventSource:
     """Turns event positions into finished events for one bundle and one sampling setting."""
 
     def __init__(self, bundle: Any, sampling: Sampling, seed: int, device: str = "auto") -> None:
-        import torch
-
+        from eventgen.decode import EventDecoder
         from eventgen.train import resolve_device
 
         self.bundle = bundle
@@ -98,47 +100,60 @@ class EventSource:
         self.weighted = self.buffer.selection == "weighted"
         self.schema = output_schema(bundle, self.weighted)
         self.device = resolve_device(device)
-        self.model = bundle.model.to(self.device)
-        self._torch = torch
-        self._pin = self.device.type == "cuda"
+        self.decoder = EventDecoder(bundle.model, bundle.preprocessor, self.device)
 
     def sample(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Latent points ``(stop - start, latent_dim)`` for whole blocks covering [start, stop)."""
-        return self.buffer.sample_range(start, stop, self.seed)
+        """Latent points ``(stop - start, latent_dim)`` of events ``start..stop-1`` (one thread)."""
+        return self.buffer.sample_range(start, stop, self.seed, n_threads=1)
 
     def finish(self, z: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-        """Decode latent points block by block, invert preprocessing, clean up: ``(n, n_columns)``."""
-        torch = self._torch
-        out = np.empty((z.shape[0], len(self.bundle.schema)), np.float32)
-        with torch.inference_mode():
-            zt = torch.from_numpy(z)
-            if self._pin:
-                zt = zt.pin_memory()
-            for s in range(0, z.shape[0], BLOCK):
-                x = self.model.decode(zt[s : s + BLOCK].to(self.device, non_blocking=True))
-                out[s : s + BLOCK] = x.cpu().numpy()
-        events = self.bundle.preprocessor.inverse_transform(out)
+        """Decode latent points (inverse preprocessing fused in), clean up: ``(n, n_columns)`` float32."""
+        width = len(self.schema)
+        out = np.empty((z.shape[0], width), np.float32)
+        events = np.ascontiguousarray(out[:, : len(self.bundle.schema)]) if self.weighted else out
+        self.decoder(z, events)
         self.bundle.cleanup.apply(events)
         if self.weighted:
-            events = np.concatenate([events, weights[:, None].astype(np.float32)], axis=1)
-        return events
+            out[:, :-1] = events
+            out[:, -1] = weights
+        return out
 
-    def events(self, start: int, stop: int, batch_size: int) -> Iterator[np.ndarray]:
-        """Events ``start..stop-1`` in batches, with sampling one batch ahead in a thread."""
+    def batch(self, start: int, stop: int, first: int) -> np.ndarray:
+        """Events ``first..stop-1`` of the block-aligned span [start, stop): sampled, decoded, cleaned."""
+        z, w = self.sample(start, -(-stop // BLOCK) * BLOCK)  # whole blocks only
+        return self.finish(z, w)[first - start : stop - start]
+
+    def events(self, start: int, stop: int, batch_size: int, workers: int = 1) -> Iterator[np.ndarray]:
+        """Events ``start..stop-1`` in order, in batches of about ``batch_size``, made by ``workers`` threads.
+
+        Each batch is sampled, decoded and cleaned by one thread from start to end, so with torch
+        at one intra-op thread per worker, the cores never wait on each other inside an operation.
+        """
         aligned = max(BLOCK, batch_size // BLOCK * BLOCK)
-        first = start // BLOCK * BLOCK
-        edges = [*range(first, stop, aligned), stop]
-        spans = list(itertools.pairwise(edges))
+        edges = [*range(start // BLOCK * BLOCK, stop, aligned), stop]
+        spans = [(a, b, max(a, start)) for a, b in itertools.pairwise(edges)]
+        yield from _ordered_map(lambda span: self.batch(*span), spans, workers)
 
-        def produce() -> Iterator[tuple[int, int, tuple[np.ndarray, np.ndarray | None]]]:
-            for a, b in spans:
-                full_stop = -(-b // BLOCK) * BLOCK  # decode whole blocks only
-                yield a, b, self.sample(a, full_stop)
 
-        for a, b, (z, w) in _prefetch(produce(), depth=2):
-            events = self.finish(z, w)
-            lo = max(start, a) - a
-            yield events[lo : b - a]
+def _ordered_map(func: Callable[[Any], Any], items: list[Any], workers: int) -> Iterator[Any]:
+    """``map(func, items)`` on a pool of ``workers`` threads, in order, at most ``2 * workers`` ahead."""
+    if workers <= 1:
+        yield from map(func, items)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="eventgen-decode") as pool:
+        pending: collections.deque[Any] = collections.deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(func, item))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def generate(
@@ -170,8 +185,9 @@ def generate(
         raise ConfigError(f"the batch size must be at least 1, found {batch_size}")
     output = Path(output)
     sharded = shard_size is not None or output.suffix == ""
-    configure_threads(threads)
     source = EventSource(bundle, sampling, seed, device)
+    torch_threads = _torch_threads()
+    workers = configure_threads(threads, source.device)
     meta = {
         "generator": f"eventgen {__version__}",
         "bundle_hash": bundle.hash,
@@ -189,7 +205,7 @@ def generate(
                 )
             fmt = format_of(output, fmt)
             with _Writer(output, source.schema, meta, fmt, compression, overwrite) as writer:
-                for batch in source.events(0, n_events, batch_size):
+                for batch in source.events(0, n_events, batch_size, workers):
                     writer.put(batch)
                     bar.update(len(batch))
             n_done, n_shards = n_events, 1
@@ -201,6 +217,7 @@ def generate(
                 meta,
                 shard_size or 1_000_000,
                 batch_size,
+                workers,
                 fmt or "parquet",
                 compression,
                 resume,
@@ -209,6 +226,7 @@ def generate(
             )
     finally:
         bar.close()
+        _torch_threads(torch_threads)
     seconds = time.perf_counter() - t0
     return GenerateResult(output, n_events, n_done, seconds, n_shards)
 
@@ -220,37 +238,80 @@ def _generate_shards(
     meta: dict[str, Any],
     shard_size: int,
     batch_size: int,
+    workers: int,
     fmt: str,
     compression: str | None,
     resume: bool,
     overwrite: bool,
     advance: Callable[[int], Any],
 ) -> tuple[int, int]:
-    if shard_size < 1:
-        raise ConfigError(f"the shard size must be at least 1, found {shard_size}")
-    suffix = {"parquet": ".parquet", "hdf5": ".h5"}.get(fmt)
-    if suffix is None:
-        raise ConfigError(f"unknown format {fmt!r}; use parquet or hdf5")
-    run = {**meta, "shard_size": shard_size, "format": fmt}
-    manifest = prepare_dataset(directory, run, resume, overwrite)
-    done = {s["index"] for s in manifest["shards"]}
-    n_shards = -(-n_events // shard_size)
+    plan = ShardPlan(n_events, shard_size, fmt)
+    manifest = prepare_dataset(directory, plan.run_record(meta), resume, overwrite)
     advance(sum(s["n_events"] for s in manifest["shards"]))
     n_new = 0
-    for k in range(n_shards):
-        if k in done:
-            continue
-        start, stop = k * shard_size, min((k + 1) * shard_size, n_events)
-        path = directory / f"part-{k:05d}{suffix}"
-        with _Writer(
-            path, source.schema, {**meta, "shard": k, "first_event": start}, fmt, compression, True
-        ) as w:
-            for batch in source.events(start, stop, batch_size):
-                w.put(batch)
-                advance(len(batch))
-        record_shard(directory, k, path, stop - start)
-        n_new += stop - start
-    return n_new, n_shards
+    for k in plan.missing(manifest):
+        info = write_shard(source, directory, plan, k, meta, batch_size, workers, compression, advance)
+        record_shard(directory, info)
+        n_new += info["n_events"]
+    return n_new, plan.n_shards
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """How a run of ``n_events`` is cut into shards of ``shard_size`` events of one format."""
+
+    n_events: int
+    shard_size: int
+    fmt: str = "parquet"
+
+    def __post_init__(self) -> None:
+        if self.shard_size < 1:
+            raise ConfigError(f"the shard size must be at least 1, found {self.shard_size}")
+        if self.fmt not in ("parquet", "hdf5"):
+            raise ConfigError(f"unknown format {self.fmt!r}; use parquet or hdf5")
+
+    @property
+    def n_shards(self) -> int:
+        return -(-self.n_events // self.shard_size)
+
+    def span(self, k: int) -> tuple[int, int]:
+        """Events ``[start, stop)`` of shard ``k``."""
+        return k * self.shard_size, min((k + 1) * self.shard_size, self.n_events)
+
+    def file_name(self, k: int) -> str:
+        return f"part-{k:05d}{'.parquet' if self.fmt == 'parquet' else '.h5'}"
+
+    def run_record(self, meta: dict[str, Any]) -> dict[str, Any]:
+        """What must match for a dataset to be resumed."""
+        return {**meta, "shard_size": self.shard_size, "format": self.fmt}
+
+    def missing(self, manifest: dict[str, Any]) -> list[int]:
+        done = {s["index"] for s in manifest["shards"]}
+        return [k for k in range(self.n_shards) if k not in done]
+
+
+def write_shard(
+    source: EventSource,
+    directory: Path,
+    plan: ShardPlan,
+    k: int,
+    meta: dict[str, Any],
+    batch_size: int,
+    workers: int,
+    compression: str | None,
+    advance: Callable[[int], Any] = lambda n: None,
+) -> dict[str, Any]:
+    """Generate shard ``k`` into its file (temporary name, then rename); returns its manifest entry."""
+    from eventgen.bundle import file_sha256
+
+    start, stop = plan.span(k)
+    path = directory / plan.file_name(k)
+    shard_meta = {**meta, "shard": k, "first_event": start}
+    with _Writer(path, source.schema, shard_meta, plan.fmt, compression, True) as writer:
+        for batch in source.events(start, stop, batch_size, workers):
+            writer.put(batch)
+            advance(len(batch))
+    return {"index": k, "file": path.name, "n_events": stop - start, "sha256": file_sha256(path)}
 
 
 def prepare_dataset(directory: Path, run: dict[str, Any], resume: bool, overwrite: bool) -> dict[str, Any]:
@@ -284,16 +345,12 @@ def prepare_dataset(directory: Path, run: dict[str, Any], resume: bool, overwrit
     return manifest
 
 
-def record_shard(directory: Path, index: int, path: Path, n_events: int) -> None:
-    """Add a committed shard to the manifest (atomically)."""
-    from eventgen.bundle import file_sha256
-
+def record_shard(directory: Path, info: dict[str, Any]) -> None:
+    """Add a committed shard's entry (from :func:`write_shard`) to the manifest, atomically."""
     manifest_path = directory / MANIFEST
     manifest = json.loads(manifest_path.read_text())
-    manifest["shards"] = [s for s in manifest["shards"] if s["index"] != index]
-    manifest["shards"].append(
-        {"index": index, "file": path.name, "n_events": n_events, "sha256": file_sha256(path)}
-    )
+    manifest["shards"] = [s for s in manifest["shards"] if s["index"] != info["index"]]
+    manifest["shards"].append(info)
     manifest["shards"].sort(key=lambda s: s["index"])
     _write_json_atomic(manifest_path, manifest)
 
@@ -349,52 +406,27 @@ class _Writer:
             raise self._error
 
 
-def _prefetch(items: Iterator[Any], depth: int) -> Iterator[Any]:
-    """Run a generator ``depth`` items ahead in a background thread."""
-    q: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+def configure_threads(threads: int | None, device: Any) -> int:
+    """Worker threads for a run (default: every core); torch then runs each operation on one thread.
 
-    def run() -> None:
-        try:
-            for item in items:
-                if stop.is_set():
-                    return
-                q.put((True, item))
-            q.put((False, None))
-        except BaseException as exc:
-            q.put((False, exc))
-
-    thread = threading.Thread(target=run, name="eventgen-sampler", daemon=True)
-    thread.start()
-    try:
-        while True:
-            ok, item = q.get()
-            if not ok:
-                if item is not None:
-                    raise item
-                return
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                thread.join(timeout=0.01)
-
-
-def configure_threads(threads: int | None) -> None:
-    """Give torch ``threads`` threads (default: every core) and numba the same."""
+    Parallelism comes from the workers, each making whole batches: intra-op threads would make the
+    cores wait on each other whenever the writer or a sampler takes one of them.
+    """
     import torch
 
-    n = threads or available_cores()
-    torch.set_num_threads(max(1, n))
-    try:
-        import numba
+    workers = max(1, threads or available_cores())
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    return workers
 
-        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
-    except ImportError:  # pragma: no cover - numba is a dependency
-        pass
+
+def _torch_threads(n: int | None = None) -> int:
+    """Torch's intra-op thread count; set it when ``n`` is given."""
+    import torch
+
+    if n is not None:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
 
 
 def available_cores() -> int:

@@ -143,6 +143,53 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise InputError(f"file {str(path)!r} has unreadable eventgen metadata; rewrite the file") from None
 
 
+def dataset_files(path: str | Path) -> list[Path]:
+    """The files of an event file or of a dataset directory (shards in manifest order, else by name)."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    manifest = path / "_manifest.json"
+    if manifest.is_file():
+        try:
+            files = [path / s["file"] for s in json.loads(manifest.read_text())["shards"]]
+        except (ValueError, KeyError, TypeError):
+            raise InputError(
+                f"dataset {str(path)!r} has an unreadable _manifest.json; regenerate it"
+            ) from None
+    else:
+        files = sorted(
+            p for p in path.iterdir() if p.suffix.lower() in _SUFFIXES and not p.name.startswith((".", "_"))
+        )
+    if not files:
+        raise InputError(f"dataset directory {str(path)!r} holds no event files; check the path")
+    return files
+
+
+def sample_events(path: str | Path, n: int, seed: int, schema: Schema | None = None) -> EventTable:
+    """``n`` events drawn without replacement (all if fewer) from a file or dataset, reading in chunks.
+
+    Memory stays at ``n`` events however large the input; the draw depends only on ``seed``.
+    """
+    files = dataset_files(path)
+    counts = [count_events(f) for f in files]
+    total = sum(counts)
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(total, n, replace=False)) if n < total else np.arange(total)
+    parts, offset = [], 0
+    table_schema = schema
+    for f in files:
+        if table_schema is None:
+            table_schema = _resolve_schema(None, read_metadata(f), _column_names(f), str(f))
+        for chunk in iter_events(f, schema=table_schema):
+            lo, hi = np.searchsorted(keep, [offset, offset + len(chunk)])
+            parts.append(chunk[keep[lo:hi] - offset])
+            offset += len(chunk)
+    assert table_schema is not None
+    data = np.concatenate(parts) if parts else np.empty((0, len(table_schema)), np.float32)
+    data = data[rng.permutation(len(data))]
+    return EventTable(data, table_schema, read_metadata(files[0]).get("provenance", {}))
+
+
 def count_events(path: str | Path) -> int:
     """Number of events in a Parquet or HDF5 file, read from its metadata."""
     path = Path(path)
@@ -389,8 +436,9 @@ class EventWriter:
             raise OutputError(
                 f"batch has shape {batch.shape}, expected (n, {len(self.schema)}) for schema {self.schema.name!r}"
             )
+        columns = np.ascontiguousarray(batch.T, dtype=np.float32)  # (n_columns, n): one copy, then zero-copy
         if self.format == "parquet":
-            self._pending.append(np.array(batch, dtype=np.float32, copy=True))
+            self._pending.append(columns)
             self._n_pending += batch.shape[0]
             if self._n_pending >= self._row_group_size:
                 self._flush()
@@ -398,7 +446,7 @@ class EventWriter:
             n0, n1 = self.n_written, self.n_written + batch.shape[0]
             for j, ds in enumerate(self._datasets):
                 ds.resize((n1,))
-                ds[n0:n1] = batch[:, j]
+                ds.write_direct(columns[j], dest_sel=np.s_[n0:n1])
         self.n_written += batch.shape[0]
 
     def _flush(self) -> None:
@@ -406,8 +454,8 @@ class EventWriter:
             return
         import pyarrow as pa
 
-        data = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
-        arrays = [pa.array(data[:, j]) for j in range(data.shape[1])]
+        data = np.concatenate(self._pending, axis=1) if len(self._pending) > 1 else self._pending[0]
+        arrays = [pa.array(data[j]) for j in range(data.shape[0])]
         self._pq.write_table(pa.Table.from_arrays(arrays, schema=self._arrow_schema))
         self._pending, self._n_pending = [], 0
 

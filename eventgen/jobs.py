@@ -91,21 +91,28 @@ def load_fit_job(config: str, **overrides: Any) -> FitJob:
     :class:`~eventgen.model.ModelSettings`, :class:`~eventgen.train.TrainSettings` and
     :class:`~eventgen.fit.BufferSettings`.
     """
+    where = Path(config).name
+    job = fit_job_from_mapping(load_yaml(config), where, **overrides)
+    if not job.data:
+        raise ConfigError(f"{where}: no training data given; set 'data' in the config or pass --data FILE")
+    return job
+
+
+def fit_job_from_mapping(config: dict[str, Any], where: str, **overrides: Any) -> FitJob:
+    """A :class:`FitJob` from a config mapping (a fit config file or the ``fit`` section of a run)."""
     from eventgen.fit import BufferSettings
     from eventgen.model import ModelSettings
     from eventgen.preprocess import PREPROCESS_METHODS
     from eventgen.train import TrainSettings
 
-    data = load_yaml(config)
-    where = Path(config).name
+    data = dict(config)
     sections = {"model": ModelSettings, "train": TrainSettings, "buffer": BufferSettings}
     known = {f.name for f in dataclasses.fields(FitJob)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"unknown key {where}: {unknown[0]}; valid keys are {sorted(known)}")
-    train_overrides = {
-        k: overrides.pop(k) for k in ("epochs", "batch_size", "device", "threads") if k in overrides
-    }
+    train_keys = ("epochs", "batch_size", "device", "threads")
+    train_overrides = {k: overrides.pop(k) for k in train_keys if k in overrides}
     parts = {}
     for name, cls in sections.items():
         section = dict(data.pop(name, None) or {})
@@ -118,8 +125,6 @@ def load_fit_job(config: str, **overrides: Any) -> FitJob:
         raise ConfigError(
             f"{where}: preprocess must be one of {list(PREPROCESS_METHODS)}, found {plain.preprocess!r}"
         )
-    if not plain.data:
-        raise ConfigError(f"{where}: no training data given; set 'data' in the config or pass --data FILE")
     return FitJob(plain.data, plain.schema, plain.output, plain.seed, plain.preprocess, **parts)
 
 

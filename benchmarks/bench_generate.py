@@ -1,0 +1,173 @@
+"""Generation benchmark: end-to-end events/s and peak memory, next to each stage's ceiling.
+
+In one run, on one bundle:
+
+- each stage alone: sampling the buffer, decoding (the fused decoder with the inverse
+  preprocessing, on the same worker threads as a real run), the physics clean-up, and
+  writing a ready array to zstd Parquet and to HDF5;
+- the prior art's sampling, a Python loop calling ``np.random.normal`` per event;
+- end to end, ``eventgen generate`` in a fresh process to one Parquet file and to one HDF5
+  file, with the process's peak resident memory.
+
+    eventgen simulate ttbar -n 20000 --seed 1 -o train.parquet
+    eventgen fit configs/deepevents.yaml --data train.parquet -o bundle
+    python benchmarks/bench_generate.py --bundle bundle --events 10000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from eventgen.bundle import Bundle
+from eventgen.generate import EventSource, Sampling, _ordered_map, available_cores, configure_threads
+from eventgen.io import EventWriter
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rate(n: int, func) -> float:
+    """Events per second of ``func()`` handling ``n`` events, best of two runs."""
+    best = 0.0
+    for _ in range(2):
+        t0 = time.perf_counter()
+        func()
+        best = max(best, n / (time.perf_counter() - t0))
+    return best
+
+
+def end_to_end(bundle: str, n: int, output: Path, extra: list[str]) -> dict[str, float]:
+    """Run ``eventgen generate`` in a fresh process; its wall time and peak RSS (VmHWM: ru_maxrss
+    would include the RSS this process had when it forked the child)."""
+    code = (
+        "import json, re, sys, time\n"
+        "from eventgen.cli import main\n"
+        "t0 = time.perf_counter(); rc = main(sys.argv[1:]); dt = time.perf_counter() - t0\n"
+        "hwm = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
+        "print(json.dumps({'rc': rc, 'seconds': dt, 'peak_rss_mib': hwm / 1024}))\n"
+    )
+    args = [sys.executable, "-c", code, "generate", bundle, "-n", str(n), "-o", str(output), "-q", *extra]
+    out = subprocess.run(args, capture_output=True, text=True, check=True, cwd=ROOT)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["events_per_second"] = n / result["seconds"]
+    result["file_mib"] = output.stat().st_size / 2**20
+    output.unlink()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", required=True)
+    parser.add_argument("--events", type=int, default=10_000_000, help="events of each end-to-end run")
+    parser.add_argument(
+        "--stage-events", type=int, default=2_000_000, help="events of each stage measurement"
+    )
+    parser.add_argument("--prior-art-events", type=int, default=100_000)
+    parser.add_argument("--batch-size", type=int, default=65_536)
+    parser.add_argument(
+        "--memory-events",
+        type=int,
+        default=0,
+        help="also run this many events to Parquet for peak memory (e.g. 1e8)",
+    )
+    parser.add_argument("--tmp", default=None, help="folder for the output files (default: a temporary one)")
+    parser.add_argument("--out", default="benchmarks/results/generate.json")
+    args = parser.parse_args()
+
+    bundle = Bundle.load(args.bundle)
+    source = EventSource(bundle, Sampling(), seed=1, device="cpu")
+    workers = configure_threads(None, source.device)
+    n = args.stage_events
+    batch = args.batch_size
+    spans = [(a, min(a + batch, n)) for a in range(0, n, batch)]
+    stages: dict[str, float] = {}
+
+    z = np.empty((n, bundle.buffer.mu_.shape[1]), np.float32)
+    stages["sampling"] = rate(n, lambda: bundle.buffer.sample_range(0, n, 1, out=z, n_threads=workers))
+    events = np.empty((n, len(bundle.schema)), np.float32)
+
+    def decode_span(span: tuple[int, int]) -> None:
+        source.decoder(z[span[0] : span[1]], events[span[0] : span[1]])
+
+    stages["decoding"] = rate(n, lambda: list(_ordered_map(decode_span, spans, workers)))
+    stages["decoding_1_thread"] = rate(n, lambda: list(map(decode_span, spans)))
+    raw = events.copy()
+
+    def clean() -> None:
+        events[:] = raw
+        bundle.cleanup.apply(events)
+
+    stages["cleanup"] = rate(n, clean)
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        for name, suffix in (("writing_parquet_zstd", "parquet"), ("writing_hdf5", "h5")):
+
+            def write(suffix: str = suffix) -> None:
+                with EventWriter(Path(tmp) / f"w.{suffix}", bundle.schema, overwrite=True) as writer:
+                    for a, b in spans:
+                        writer.write(events[a:b])
+
+            stages[name] = rate(n, write)
+
+        mu, sigma = bundle.buffer.mu_, bundle.buffer.sigma_
+        n_buffer, m = len(mu), args.prior_art_events
+
+        def prior_art() -> None:
+            out = np.empty((m, mu.shape[1]), np.float32)
+            for i in range(m):  # the prior art's loop, global RNG included
+                out[i] = np.random.normal(mu[i % n_buffer], 1.0 * sigma[i % n_buffer] + 0.05)  # noqa: NPY002
+
+        prior_art_rate = rate(m, prior_art)
+        e2e = {
+            "parquet_zstd": end_to_end(args.bundle, args.events, Path(tmp) / "e.parquet", []),
+            "hdf5": end_to_end(args.bundle, args.events, Path(tmp) / "e.h5", []),
+        }
+        if args.memory_events:
+            e2e["parquet_zstd_long"] = end_to_end(
+                args.bundle, args.memory_events, Path(tmp) / "m.parquet", []
+            )
+            e2e["parquet_zstd_long"]["n_events"] = args.memory_events
+    slowest = min(("sampling", "decoding", "cleanup", "writing_parquet_zstd"), key=stages.get)
+    result = {
+        "command": "python benchmarks/bench_generate.py "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
+        "machine": {
+            "cores": available_cores(),
+            "python": platform.python_version(),
+            "load_average": os.getloadavg(),
+        },
+        "model": dataclasses.asdict(bundle.model_settings),
+        "workers": workers,
+        "stage_events_per_second": stages,
+        "prior_art_sampling_events_per_second": prior_art_rate,
+        "end_to_end": e2e,
+        "slowest_stage": slowest,
+        "end_to_end_over_slowest_stage": {
+            k: v["events_per_second"] / stages[slowest] for k, v in e2e.items()
+        },
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(f"{'stage':<28}{'events/s':>14}")
+    for name, value in stages.items():
+        print(f"{name:<28}{value:>14,.0f}")
+    print(f"{'prior-art sampling loop':<28}{prior_art_rate:>14,.0f}")
+    for name, r in e2e.items():
+        print(
+            f"{'end to end, ' + name:<28}{r['events_per_second']:>14,.0f}   peak RSS {r['peak_rss_mib']:.0f} MiB, "
+            f"{r['file_mib']:.0f} MiB file, {r['events_per_second'] / stages[slowest]:.0%} of the slowest stage ({slowest})"
+        )
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""The main job: simulate -> fit -> generate -> evaluate (with baselines) from one YAML file.
+
+Every stage writes into the run's work directory and records a stamp (a hash of the
+settings that made its output and of the stamps it depends on). A stage whose output
+exists with a matching stamp is skipped, so re-running a finished job is instant, an
+interrupted one continues where it stopped, and changing one setting redoes just the
+stages downstream of it.
+
+Work directory::
+
+    train.parquet, test.parquet     simulated events (fit sample, held-out sample)
+    bundle/                         the fitted generator
+    generated.parquet               eventgen's events
+    baselines/NAME.parquet          the baselines' events
+    report/                         report.md, metrics.json, plots
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eventgen.config import from_mapping, load_yaml
+from eventgen.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SimulateStage:
+    n_train: int = 20_000
+    n_test: int = 20_000
+    settings: dict[str, Any] = field(default_factory=lambda: {"process": "ttbar"})
+
+
+@dataclass(frozen=True)
+class GenerateStage:
+    n_events: int = 1_000_000
+    seed: int = 0
+    mode: str | None = None
+    alpha: float | None = None
+    gamma: float | None = None
+    selection: str | None = None
+
+
+@dataclass(frozen=True)
+class EvaluateStage:
+    max_events: int = 20_000
+    seed: int = 0
+    baselines: tuple[str, ...] = ("smear", "kde", "gmm", "prior")
+    gmm_components: int = 100
+
+
+@dataclass(frozen=True)
+class RunJob:
+    workdir: str
+    seed: int
+    simulate: SimulateStage
+    fit: Any  # eventgen.jobs.FitJob
+    fit_config: dict[str, Any]
+    generate: GenerateStage
+    evaluate: EvaluateStage
+
+
+def load_run_job(path: str) -> RunJob:
+    """Read a main-job YAML: ``workdir``, ``seed`` and the sections simulate, fit, generate, evaluate."""
+    from eventgen.jobs import fit_job_from_mapping
+    from eventgen.simulate import PROCESSES, SimulationSettings
+
+    data = load_yaml(path)
+    where = Path(path).name
+    allowed = {"workdir", "seed", "simulate", "fit", "generate", "evaluate"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown key {where}: {unknown[0]}; valid keys are {sorted(allowed)}")
+    sim = dict(data.get("simulate") or {})
+    counts = {k: sim.pop(k) for k in ("n_train", "n_test") if k in sim}
+    process = sim.get("process", "ttbar")
+    if process not in PROCESSES:
+        raise ConfigError(f"{where}: simulate.process must be one of {list(PROCESSES)}, found {process!r}")
+    defaults = dataclasses.asdict(SimulationSettings.for_process(process))
+    from_mapping(SimulationSettings, {**defaults, **sim}, f"{where}: simulate")  # validates the keys
+    simulate = SimulateStage(**from_mapping(_Counts, counts, f"{where}: simulate").__dict__, settings=sim)
+    if simulate.n_train < 100 or simulate.n_test < 40:
+        raise ConfigError(f"{where}: simulate needs n_train >= 100 and n_test >= 40")
+    fit_config = dict(data.get("fit") or {})
+    fit = fit_job_from_mapping(fit_config, f"{where}: fit")
+    seed = data.get("seed", 1)
+    if not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{where}: seed must be a non-negative integer, found {seed!r}")
+    return RunJob(
+        workdir=str(data.get("workdir", "runs/default")),
+        seed=seed,
+        simulate=simulate,
+        fit=fit,
+        fit_config=fit_config,
+        generate=from_mapping(GenerateStage, data.get("generate"), f"{where}: generate"),
+        evaluate=from_mapping(EvaluateStage, data.get("evaluate"), f"{where}: evaluate"),
+    )
+
+
+@dataclass(frozen=True)
+class _Counts:
+    n_train: int = 20_000
+    n_test: int = 20_000
+
+
+def run(job: RunJob, *, progress: bool = False, workers: int | None = None) -> Path:
+    """Run every stage that is not up to date; returns the path of the report."""
+    work = Path(job.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    stamps = _Stamps(work)
+    sim_key = stamps.key("simulate", job.seed, dataclasses.asdict(job.simulate))
+    if not stamps.fresh("simulate", sim_key, work / "train.parquet", work / "test.parquet"):
+        _simulate(job, work, progress, workers)
+        stamps.record("simulate", sim_key)
+    fit_key = stamps.key("fit", job.seed, job.fit_config, sim_key)
+    if not stamps.fresh("fit", fit_key, work / "bundle"):
+        _fit(job, work, progress)
+        stamps.record("fit", fit_key)
+    gen_key = stamps.key("generate", dataclasses.asdict(job.generate), fit_key)
+    if not stamps.fresh("generate", gen_key, work / "generated.parquet"):
+        _generate(job, work, progress)
+        stamps.record("generate", gen_key)
+    eval_key = stamps.key("evaluate", dataclasses.asdict(job.evaluate), gen_key)
+    if not stamps.fresh("evaluate", eval_key, work / "report" / "report.md"):
+        _evaluate(job, work)
+        stamps.record("evaluate", eval_key)
+    return work / "report" / "report.md"
+
+
+def _simulate(job: RunJob, work: Path, progress: bool, workers: int | None) -> None:
+    from eventgen.io import write_events
+    from eventgen.jobs import load_simulate_job
+    from eventgen.simulate import schema_for, simulate
+
+    sim = job.simulate
+    settings = load_simulate_job(sim.settings.get("process", "ttbar")).settings
+    settings = dataclasses.replace(settings, **{k: v for k, v in sim.settings.items() if k != "process"})
+    n = sim.n_train + sim.n_test
+    log.info("simulating %d %s events (%d to fit, %d held out)", n, settings.process, sim.n_train, sim.n_test)
+    data, provenance = simulate(settings, n, job.seed, workers=workers, progress=progress)
+    schema = schema_for(settings.process)
+    write_events(work / "train.parquet", data[: sim.n_train], schema, provenance, overwrite=True)
+    write_events(work / "test.parquet", data[sim.n_train :], schema, provenance, overwrite=True)
+
+
+def _fit(job: RunJob, work: Path, progress: bool) -> None:
+    from eventgen.bundle import file_sha256
+    from eventgen.fit import fit
+    from eventgen.io import read_events
+
+    table = read_events(work / "train.parquet")
+    source = {
+        "path": str(work / "train.parquet"),
+        "sha256": file_sha256(work / "train.parquet"),
+        "n_events": len(table),
+    }
+    checkpoints = work / ".fit-checkpoint"
+    checkpoints.mkdir(exist_ok=True)
+    bundle = fit(
+        table,
+        preprocess=job.fit.preprocess,
+        model_settings=job.fit.model,
+        train_settings=job.fit.train,
+        buffer_settings=job.fit.buffer,
+        seed=job.seed,
+        checkpoint_dir=checkpoints,
+        progress=progress,
+        data_source=source,
+    )
+    bundle.save(work / "bundle", overwrite=True)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+
+
+def _generate(job: RunJob, work: Path, progress: bool) -> None:
+    from eventgen.bundle import Bundle
+    from eventgen.generate import Sampling, generate
+
+    g = job.generate
+    sampling = Sampling(mode=g.mode, alpha=g.alpha, gamma=g.gamma, selection=g.selection)  # type: ignore[arg-type]
+    result = generate(
+        Bundle.load(work / "bundle"),
+        g.n_events,
+        work / "generated.parquet",
+        seed=g.seed,
+        sampling=sampling,
+        overwrite=True,
+        progress=progress,
+    )
+    log.info("generated %d events at %.0f events/s", result.n_events, result.events_per_second)
+
+
+def _evaluate(job: RunJob, work: Path) -> None:
+    from eventgen.baselines import baseline_events
+    from eventgen.bundle import Bundle
+    from eventgen.evaluate import evaluate, write_report
+    from eventgen.generate import Sampling, generate
+    from eventgen.io import EventTable, read_events, sample_events, write_events
+
+    e = job.evaluate
+    bundle = Bundle.load(work / "bundle")
+    reference = sample_events(work / "test.parquet", 2 * e.max_events, e.seed)
+    train = read_events(work / "train.parquet")
+    generated = sample_events(work / "generated.parquet", e.max_events, e.seed + 1)
+    n = min(e.max_events, len(reference) // 2)
+    result = evaluate(generated, reference, train, seed=e.seed, max_events=n)
+    (work / "baselines").mkdir(exist_ok=True)
+    extra = []
+    for name in e.baselines:
+        path = work / "baselines" / f"{name}.parquet"
+        log.info("baseline %s", name)
+        if name == "prior":
+            generate(bundle, n, path, seed=e.seed, sampling=Sampling(mode="prior"), overwrite=True)
+        else:
+            events = baseline_events(name, train.data, bundle, n, e.seed, n_components=e.gmm_components)  # type: ignore[arg-type]
+            write_events(path, events, bundle.schema, {"baseline": name}, overwrite=True)
+        table = EventTable(read_events(path).data, bundle.schema)
+        label = {"prior": "plain VAE (prior)", "smear": "±5% smearing", "kde": "Gaussian KDE"}.get(
+            name, f"GMM ({e.gmm_components} comp.)"
+        )
+        extra.append((label, evaluate(table, reference, train, seed=e.seed, max_events=n)))
+    write_report(
+        result,
+        work / "report",
+        generated=generated,
+        reference=reference,
+        title=f"eventgen evaluation: {bundle.schema.name}",
+        extra_rows=extra,
+    )
+    summary = {"eventgen": result, **{label: r for label, r in extra}}
+    (work / "report" / "all_metrics.json").write_text(json.dumps(summary, indent=1, allow_nan=False))
+
+
+class _Stamps:
+    """Per-stage hashes of the settings that produced each output, in ``WORKDIR/.stamps.json``."""
+
+    def __init__(self, work: Path) -> None:
+        self.path = work / ".stamps.json"
+        self.data: dict[str, str] = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    @staticmethod
+    def key(*parts: Any) -> str:
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def fresh(self, stage: str, key: str, *outputs: Path) -> bool:
+        ok = self.data.get(stage) == key and all(p.exists() for p in outputs)
+        if ok:
+            log.info("%s: up to date, skipped", stage)
+        return ok
+
+    def record(self, stage: str, key: str) -> None:
+        self.data[stage] = key
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        tmp.replace(self.path)
