@@ -56,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--events", type=int, help="number of events (default: the config's n_events)")
     p.add_argument("--seed", type=int, help="random seed (default: the config's seed)")
     p.add_argument("-o", "--output", help="output file, .parquet or .h5 (default: the config's output)")
-    p.add_argument("--workers", type=int, help="processes to run shards on (default: all cores)")
+    p.add_argument("--workers", type=int, help="processes (or, with --dask, Dask workers) to run shards on")
+    p.add_argument(
+        "--dask", action="store_true", help="run the shards on a local Dask cluster of --workers workers"
+    )
+    p.add_argument("--scheduler", help="run the shards on a running Dask cluster (scheduler address)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
     p = sub.add_parser(
@@ -107,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="threads for decoding and sampling (default: all cores)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sharded run")
+    p.add_argument("--workers", type=int, help="run the shards on a local Dask cluster of N worker processes")
+    p.add_argument("--scheduler", help="run the shards on a running Dask cluster (scheduler address)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
     p = sub.add_parser(
@@ -217,28 +223,48 @@ def _fit(args: argparse.Namespace) -> None:
 
 @command("generate")
 def _generate(args: argparse.Namespace) -> None:
-    from eventgen.bundle import Bundle
     from eventgen.generate import Sampling, generate
 
-    bundle = Bundle.load(args.bundle)
     sampling = Sampling(mode=args.mode, alpha=args.alpha, gamma=args.gamma, selection=args.selection)
-    compression = None if args.compression in ("none", "") else args.compression
-    result = generate(
-        bundle,
-        args.events,
-        args.output,
+    common = dict(
         seed=args.seed,
         sampling=sampling,
         batch_size=args.batch_size,
-        shard_size=args.shard_size,
-        fmt=args.format,
         device=args.device,
-        compression=compression,
         resume=args.resume,
         overwrite=args.overwrite,
         progress=not args.quiet,
-        threads=args.threads,
+        compression=None if args.compression in ("none", "") else args.compression,
     )
+    if args.workers or args.scheduler:
+        from eventgen.distributed import generate_distributed
+
+        if Path(args.output).suffix:
+            raise OutputError(
+                "--workers/--scheduler write a dataset of shards; give -o a name without a suffix"
+            )
+        result = generate_distributed(
+            args.bundle,
+            args.events,
+            args.output,
+            shard_size=args.shard_size or 1_000_000,
+            fmt=args.format or "parquet",
+            workers=args.workers,
+            scheduler=args.scheduler,
+            **common,
+        )
+    else:
+        from eventgen.bundle import Bundle
+
+        result = generate(
+            Bundle.load(args.bundle),
+            args.events,
+            args.output,
+            shard_size=args.shard_size,
+            fmt=args.format,
+            threads=args.threads,
+            **common,
+        )
     log.info(
         "wrote %d events to %s (%d new in %.1f s, %.0f events/s)",
         result.n_events,

@@ -130,3 +130,27 @@ def test_fit_and_info_on_the_committed_sample(tmp_path: Path) -> None:
         assert expected in info.stdout
     again = run_cli(*args, cwd=tmp_path)
     assert again.returncode == 2 and "exists already" in again.stderr
+
+
+def test_distributed_flags_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    from eventgen.fit import fit
+    from eventgen.model import ModelSettings
+    from eventgen.train import TrainSettings
+
+    table = read_events(ROOT / "tests" / "data" / "zll_small.parquet")
+    bundle = fit(
+        table,
+        model_settings=ModelSettings(latent_dim=2, hidden=8, depth=1),
+        train_settings=TrainSettings(epochs=1, device="cpu", threads=1),
+    )
+    bundle.save(tmp_path / "b")
+    line = _error_line(
+        capsys,
+        ["generate", str(tmp_path / "b"), "-n", "10", "-o", str(tmp_path / "g.parquet"), "--workers", "2"],
+    )
+    assert "give -o a name without a suffix" in line
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    line = _error_line(
+        capsys, ["generate", str(tmp_path / "b"), "-n", "10", "-o", str(tmp_path / "ds"), "--workers", "2"]
+    )
+    assert "pip install 'eventgen[distributed]'" in line
