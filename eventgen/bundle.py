@@ -27,6 +27,7 @@ import numpy as np
 
 from eventgen import __version__
 from eventgen.errors import BundleError, OutputError
+from eventgen.io import first_line, json_default
 from eventgen.schema import Schema
 
 FORMAT = "eventgen-bundle"
@@ -74,7 +75,7 @@ class Bundle:
             "buffer_params": self.buffer.get_params(),
             **self.metadata,
         }
-        (tmp / "bundle.json").write_text(json.dumps(meta, indent=1, default=_jsonable))
+        (tmp / "bundle.json").write_text(json.dumps(meta, indent=1, default=json_default))
         weights = {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()}
         np.savez(tmp / "model.npz", **weights)
         np.savez(tmp / "preprocess.npz", **_arrays(self.preprocessor.get_state()))
@@ -116,7 +117,7 @@ class Bundle:
             raise
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise BundleError(
-                f"bundle {str(path)!r} is corrupt or from an incompatible eventgen ({_first_line(exc)}); "
+                f"bundle {str(path)!r} is corrupt or from an incompatible eventgen ({first_line(exc)}); "
                 "fit it again with 'eventgen fit'"
             ) from None
         reserved = {"format", "format_version", "eventgen_version", "schema", "model_settings", "n_features"}
@@ -199,9 +200,9 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
                 f"{str(path)!r} contains a pickled object, which eventgen refuses to load because it can "
                 "execute code; use bundles written by 'eventgen fit'"
             ) from None
-        raise BundleError(f"{str(path)!r} is corrupt ({_first_line(exc)}); fit the bundle again") from None
+        raise BundleError(f"{str(path)!r} is corrupt ({first_line(exc)}); fit the bundle again") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise BundleError(f"{str(path)!r} is corrupt ({_first_line(exc)}); fit the bundle again") from None
+        raise BundleError(f"{str(path)!r} is corrupt ({first_line(exc)}); fit the bundle again") from None
 
 
 def _arrays(state: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -224,18 +225,3 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:120] if lines else type(exc).__name__
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot store {type(obj).__name__} in bundle.json")

@@ -14,6 +14,9 @@ import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from eventgen import __version__
 from eventgen.errors import EventgenError, OutputError
@@ -140,6 +143,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="main-job config, e.g. configs/default.yaml")
     p.add_argument("--workdir", help="work directory (default: the config's workdir)")
     p.add_argument("--workers", type=int, help="processes for the simulation (default: all cores)")
+
+    for name, what in (
+        ("score", "per-event anomaly scores (reconstruction error, negative ELBO)"),
+        ("encode", "compress events to their latent mean (and sigma)"),
+        ("denoise", "reconstruct events through the VAE (noise reduction)"),
+    ):
+        p = sub.add_parser(name, parents=[common], help=what, description=what[0].upper() + what[1:] + ".")
+        p.add_argument("bundle", help="bundle directory written by 'eventgen fit'")
+        p.add_argument("input", help="events (.parquet, .h5, .csv); other schemas are mapped by column name")
+        p.add_argument("-o", "--output", required=True, help="output file (.parquet or .h5)")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+        if name == "encode":
+            p.add_argument("--with-sigma", action="store_true", help="also write the latent sigma")
+
+    p = sub.add_parser(
+        "decode",
+        parents=[common],
+        help="turn latent points back into events",
+        description="Decode a latent file.",
+    )
+    p.add_argument("bundle", help="the bundle that encoded the latent file")
+    p.add_argument("latent", help="latent file written by 'eventgen encode'")
+    p.add_argument("-o", "--output", required=True, help="output events (.parquet or .h5)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+    p = sub.add_parser(
+        "explore",
+        parents=[common],
+        help="latent-space PCA plots and traversals",
+        description="PCA of the buffer's latent means, coloured by observables, and traversals decoded to events.",
+    )
+    p.add_argument("bundle", help="bundle directory written by 'eventgen fit'")
+    p.add_argument("-o", "--output", required=True, help="directory for the plots")
+    p.add_argument("--train", help="the bundle's training file, to colour by the true observables")
+    p.add_argument("--overwrite", action="store_true", help="replace existing plots")
+
+    p = sub.add_parser(
+        "beta-scan",
+        parents=[common],
+        help="fit one model per beta and tabulate latent statistics and quality",
+        description="The seed talk's beta table: one fit per beta, average latent variance and |mean|, losses, "
+        "and generation quality against --reference.",
+    )
+    p.add_argument("config", help="fit config, e.g. configs/deepevents.yaml")
+    p.add_argument("--betas", type=float, nargs="+", required=True, help="values of beta in [0, 1]")
+    p.add_argument("--data", help="training events (default: the config's data)")
+    p.add_argument("--reference", help="held-out events for the quality columns")
+    p.add_argument("--epochs", type=int, help="maximum epochs per fit")
+    p.add_argument("-o", "--output", required=True, help="table to write: .md or .json")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing table")
 
     p = sub.add_parser(
         "info",
@@ -313,6 +366,118 @@ def _run(args: argparse.Namespace) -> None:
     log.info("done; report: %s", report)
     if not args.quiet:
         print(report.read_text().split("## Per column")[0].strip())
+
+
+def _events_for(bundle: Any, path: str) -> np.ndarray:
+    from eventgen.anomaly import to_schema
+    from eventgen.io import read_events
+
+    table = read_events(path)
+    if table.schema.names != bundle.schema.names:
+        table = to_schema(table, bundle.schema)
+    return table.data
+
+
+@command("score")
+def _score(args: argparse.Namespace) -> None:
+    from eventgen.anomaly import anomaly_scores, write_scores
+    from eventgen.bundle import Bundle
+    from eventgen.io import check_output
+
+    check_output(args.output, args.overwrite)
+    bundle = Bundle.load(args.bundle)
+    scores = anomaly_scores(bundle, _events_for(bundle, args.input))
+    meta = {"bundle_hash": bundle.hash, "input": args.input}
+    write_scores(args.output, scores, metadata=meta, overwrite=args.overwrite)
+    log.info("wrote %d scores to %s", len(scores["reconstruction"]), args.output)
+
+
+@command("encode")
+def _encode(args: argparse.Namespace) -> None:
+    from eventgen.bundle import Bundle
+    from eventgen.io import check_output
+    from eventgen.latent import encode, write_latent
+
+    check_output(args.output, args.overwrite)
+    bundle = Bundle.load(args.bundle)
+    mu, sigma = encode(bundle, _events_for(bundle, args.input))
+    write_latent(args.output, bundle, mu, sigma if args.with_sigma else None, overwrite=args.overwrite)
+    log.info("encoded %d events to %d latent dimensions in %s", len(mu), mu.shape[1], args.output)
+
+
+@command("decode")
+def _decode(args: argparse.Namespace) -> None:
+    from eventgen.bundle import Bundle
+    from eventgen.io import check_output, write_events
+    from eventgen.latent import decode, read_latent
+
+    check_output(args.output, args.overwrite)
+    bundle = Bundle.load(args.bundle)
+    mu, _ = read_latent(args.latent, bundle)
+    meta = {"bundle_hash": bundle.hash, "decoded_from": args.latent}
+    write_events(args.output, decode(bundle, mu), bundle.schema, meta, overwrite=args.overwrite)
+    log.info("decoded %d events to %s", len(mu), args.output)
+
+
+@command("denoise")
+def _denoise(args: argparse.Namespace) -> None:
+    from eventgen.anomaly import denoise
+    from eventgen.bundle import Bundle
+    from eventgen.io import check_output, write_events
+
+    check_output(args.output, args.overwrite)
+    bundle = Bundle.load(args.bundle)
+    events = denoise(bundle, _events_for(bundle, args.input))
+    meta = {"bundle_hash": bundle.hash, "denoised_from": args.input}
+    write_events(args.output, events, bundle.schema, meta, overwrite=args.overwrite)
+    log.info("wrote %d reconstructed events to %s", len(events), args.output)
+
+
+@command("explore")
+def _explore(args: argparse.Namespace) -> None:
+    from eventgen.bundle import Bundle
+    from eventgen.io import read_events
+    from eventgen.latent import latent_pca, plot_latent
+
+    bundle = Bundle.load(args.bundle)
+    events = read_events(args.train, bundle.schema).data if args.train else None
+    paths = plot_latent(bundle, events, args.output, overwrite=args.overwrite)
+    ratios = latent_pca(bundle, 2)[1]
+    log.info("explained variance of the leading components: %s; plots: %s", np.round(ratios, 3), paths)
+
+
+@command("beta-scan")
+def _beta_scan(args: argparse.Namespace) -> None:
+    import json
+
+    from eventgen.io import read_events
+    from eventgen.jobs import load_fit_job
+    from eventgen.latent import beta_scan, check_betas, format_beta_table
+    from eventgen.schema import get_schema
+
+    betas = check_betas(args.betas)
+    out = Path(args.output)
+    if out.suffix not in (".md", ".json"):
+        raise OutputError(
+            f"beta-scan writes .md or .json, not {out.suffix or 'no suffix'}; rename {str(out)!r}"
+        )
+    if out.exists() and not args.overwrite:
+        raise OutputError(f"output {str(out)!r} exists already; choose another name or pass --overwrite")
+    job = load_fit_job(args.config, data=args.data, epochs=args.epochs)
+    table = read_events(job.data, get_schema(job.schema) if job.schema else None)
+    reference = read_events(args.reference, table.schema) if args.reference else None
+    rows = beta_scan(
+        table,
+        betas,
+        model_settings=job.model,
+        train_settings=job.train,
+        preprocess=job.preprocess,
+        buffer_settings=job.buffer,
+        seed=job.seed,
+        reference=reference,
+    )
+    out.write_text(format_beta_table(rows) if out.suffix == ".md" else json.dumps(rows, indent=1))
+    print(format_beta_table(rows))
 
 
 @command("info")

@@ -313,13 +313,14 @@ class _reading:
             return False
         if isinstance(exc, (OSError, ValueError, KeyError, TypeError)) or "arrow" in type(exc).__module__:
             raise InputError(
-                f"cannot read {self.fmt} file {str(self.path)!r} ({_first_line(exc)}); "
+                f"cannot read {self.fmt} file {str(self.path)!r} ({first_line(exc)}); "
                 f"it may be truncated or not a {self.fmt} file, so regenerate it"
             ) from None
         return False
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (for one-line errors)."""
     text = str(exc).strip().splitlines()
     return text[0][:120] if text else type(exc).__name__
 
@@ -388,7 +389,7 @@ class EventWriter:
         self.schema = schema
         self.tmp_path = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self.n_written = 0
-        text = json.dumps({"schema": schema.to_dict(), "provenance": metadata or {}}, default=_json_default)
+        text = json.dumps({"schema": schema.to_dict(), "provenance": metadata or {}}, default=json_default)
         self._pending: list[np.ndarray] = []
         self._n_pending = 0
         self._row_group_size = row_group_size
@@ -506,7 +507,8 @@ def write_events(
     return Path(path)
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dumps`` default for NumPy scalars and arrays and paths in metadata."""
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):

@@ -154,3 +154,44 @@ def test_distributed_flags_errors(tmp_path: Path, capsys: pytest.CaptureFixture[
         capsys, ["generate", str(tmp_path / "b"), "-n", "10", "-o", str(tmp_path / "ds"), "--workers", "2"]
     )
     assert "pip install 'eventgen[distributed]'" in line
+
+
+def test_toolkit_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from eventgen.fit import fit
+    from eventgen.model import ModelSettings
+    from eventgen.train import TrainSettings
+
+    data = ROOT / "tests" / "data"
+    bundle = fit(
+        read_events(data / "ttbar_small.parquet"),
+        model_settings=ModelSettings(latent_dim=4, hidden=16, depth=2),
+        train_settings=TrainSettings(epochs=2, device="cpu", threads=1),
+    )
+    bundle.save(tmp_path / "b")
+    b = str(tmp_path / "b")
+    assert main(["score", b, str(data / "zll_small.parquet"), "-o", str(tmp_path / "s.parquet"), "-q"]) == 0
+    scores = read_events(tmp_path / "s.parquet")
+    assert scores.schema.names == ["event", "reconstruction", "neg_elbo"] and len(scores) == 2000
+    assert (
+        main(["encode", b, str(data / "ttbar_small.parquet"), "-o", str(tmp_path / "z.parquet"), "-q"]) == 0
+    )
+    assert main(["decode", b, str(tmp_path / "z.parquet"), "-o", str(tmp_path / "d.h5"), "-q"]) == 0
+    assert read_events(tmp_path / "d.h5").data.shape == (3000, 28)
+    assert (
+        main(["denoise", b, str(data / "ttbar_small.parquet"), "-o", str(tmp_path / "n.parquet"), "-q"]) == 0
+    )
+    assert main(["explore", b, "-o", str(tmp_path / "plots"), "-q"]) == 0
+    assert sorted(p.suffix for p in (tmp_path / "plots").iterdir()) == [".png", ".png"]
+    config = tmp_path / "fit.yaml"
+    config.write_text(
+        f"data: {data / 'zll_small.parquet'}\nmodel: {{latent_dim: 2, hidden: 8, depth: 1}}\n"
+        "train: {epochs: 2, threads: 1}\n"
+    )
+    assert (
+        main(["beta-scan", str(config), "--betas", "0.5", "1e-6", "-o", str(tmp_path / "beta.md"), "-q"]) == 0
+    )
+    table = (tmp_path / "beta.md").read_text()
+    assert "0.5" in table and "1e-06" in table
+    assert "must be a number in [0, 1]" in _error_line(capsys, ["beta-scan", str(config), "--betas", "2", "-o", "x.md"])
+    line = _error_line(capsys, ["decode", b, str(data / "ttbar_small.parquet"), "-o", str(tmp_path / "e.h5")])
+    assert "latent" in line
