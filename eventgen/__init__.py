@@ -23,6 +23,14 @@ _PUBLIC = {
     "EventWriter": "eventgen.io",
     "read_events": "eventgen.io",
     "write_events": "eventgen.io",
+    "simulate": "eventgen.simulate",
+    "SimulationSettings": "eventgen.simulate",
+    "fit": "eventgen.fit",
+    "Bundle": "eventgen.bundle",
+    "DensityBuffer": "eventgen.buffer",
+    "generate": "eventgen.generate",
+    "Sampling": "eventgen.generate",
+    "evaluate": "eventgen.evaluate",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -1,9 +1,12 @@
 """Generation: sample the density buffer, decode in batches, clean up, stream to files.
 
-Stages, overlapped with threads (numba, numpy's generators, torch and the file codecs
-all release the GIL)::
+Stages and threads (numba, NumPy's generators, torch and the file codecs release the GIL)::
 
-    sampler thread  --q-->  decode + inverse preprocessing + clean-up  --q-->  writer thread
+    worker threads (one batch each: sample -> decode -> clean up)  --ordered, bounded-->  writer thread
+
+Each worker turns a whole batch into events with torch at one intra-op thread, so the
+cores never wait on each other inside an operation; results are handed to the writer in
+order, at most two batches per worker ahead, so memory stays bounded.
 
 Determinism: work is cut into fixed blocks of :data:`BLOCK` events at fixed positions of
 the run; the random stream of a block depends only on (seed, block index) (see

@@ -192,6 +192,8 @@ def test_toolkit_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     )
     table = (tmp_path / "beta.md").read_text()
     assert "0.5" in table and "1e-06" in table
-    assert "must be a number in [0, 1]" in _error_line(capsys, ["beta-scan", str(config), "--betas", "2", "-o", "x.md"])
+    assert "must be a number in [0, 1]" in _error_line(
+        capsys, ["beta-scan", str(config), "--betas", "2", "-o", "x.md"]
+    )
     line = _error_line(capsys, ["decode", b, str(data / "ttbar_small.parquet"), "-o", str(tmp_path / "e.h5")])
     assert "latent" in line
