@@ -490,10 +490,22 @@ def _info(args: argparse.Namespace) -> None:
     print(json.dumps(meta, indent=1) if args.json else describe_bundle(Path(args.bundle), meta))
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (it may be replaced meanwhile)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``eventgen`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("eventgen: %(message)s"))
     log.handlers[:] = [handler]
     log.propagate = False

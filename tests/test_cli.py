@@ -31,6 +31,7 @@ def test_help_lists_every_stage() -> None:
 
 
 def _error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    capsys.readouterr()  # drop what came before
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0]
