@@ -215,7 +215,7 @@ def _simulate(args: argparse.Namespace) -> None:
     job = load_simulate_job(args.process, n_events=args.events, seed=args.seed, output=args.output)
     check_output(job.output, args.overwrite)
     data, provenance = simulate(
-        job.settings, job.n_events, job.seed, workers=args.workers, progress=not args.quiet
+        job.settings, job.n_events, job.seed, workers=args.workers, progress=args.progress
     )
     with EventWriter(job.output, schema_for(job.settings.process), provenance, overwrite=args.overwrite) as w:
         w.write(data)
@@ -258,7 +258,7 @@ def _fit(args: argparse.Namespace) -> None:
         buffer_settings=job.buffer,
         seed=job.seed,
         checkpoint_dir=checkpoints,
-        progress=not args.quiet,
+        progress=args.progress,
         data_source=source,
     )
     bundle.save(output, overwrite=args.overwrite)
@@ -286,7 +286,7 @@ def _generate(args: argparse.Namespace) -> None:
         device=args.device,
         resume=args.resume,
         overwrite=args.overwrite,
-        progress=not args.quiet,
+        progress=args.progress,
         compression=None if args.compression in ("none", "") else args.compression,
     )
     if args.workers or args.scheduler:
@@ -362,7 +362,7 @@ def _run(args: argparse.Namespace) -> None:
     job = load_run_job(args.config)
     if args.workdir:
         job = dataclasses.replace(job, workdir=args.workdir)
-    report = run(job, progress=not args.quiet, workers=args.workers)
+    report = run(job, progress=args.progress, workers=args.workers)
     log.info("done; report: %s", report)
     if not args.quiet:
         print(report.read_text().split("## Per column")[0].strip())
@@ -510,8 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.handlers[:] = [handler]
     log.propagate = False
     log.setLevel(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
-    if not sys.stderr.isatty():
-        args.quiet = True  # progress bars only on a terminal
+    args.progress = not args.quiet and sys.stderr.isatty()  # progress bars only on a terminal
     try:
         _COMMANDS[args.command](args)
     except EventgenError as exc:
