@@ -42,9 +42,9 @@ def from_mapping(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
 
     ``where`` names the section in error messages (for example ``"fit.model"``).
     """
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping of keys to values, found {data!r}")
     data = dict(data or {})
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a mapping, found {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:

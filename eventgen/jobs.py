@@ -120,18 +120,9 @@ def fit_job_from_mapping(config: dict[str, Any], where: str, **overrides: Any) -
             section.update({k: v for k, v in train_overrides.items() if v is not None})
         parts[name] = from_mapping(cls, section, f"{where}: {name}")
     data.update({k: v for k, v in overrides.items() if v is not None})
-    plain = from_mapping(_FitJobFields, data, where)
+    plain = from_mapping(FitJob, data, where)
     if plain.preprocess not in PREPROCESS_METHODS:
         raise ConfigError(
             f"{where}: preprocess must be one of {list(PREPROCESS_METHODS)}, found {plain.preprocess!r}"
         )
-    return FitJob(plain.data, plain.schema, plain.output, plain.seed, plain.preprocess, **parts)
-
-
-@dataclass(frozen=True)
-class _FitJobFields:
-    data: str = ""
-    schema: str | None = None
-    output: str = "bundle"
-    seed: int = 0
-    preprocess: str = "physics"
+    return dataclasses.replace(plain, **parts)
