@@ -115,8 +115,9 @@ def fit_job_from_mapping(config: dict[str, Any], where: str, **overrides: Any) -
     train_overrides = {k: overrides.pop(k) for k in train_keys if k in overrides}
     parts = {}
     for name, cls in sections.items():
-        section = dict(data.pop(name, None) or {})
-        if name == "train":
+        section = data.pop(name, None)
+        if name == "train" and isinstance(section, dict | None):
+            section = dict(section or {})
             section.update({k: v for k, v in train_overrides.items() if v is not None})
         parts[name] = from_mapping(cls, section, f"{where}: {name}")
     data.update({k: v for k, v in overrides.items() if v is not None})

@@ -79,7 +79,7 @@ def load_run_job(path: str) -> RunJob:
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ConfigError(f"unknown key {where}: {unknown[0]}; valid keys are {sorted(allowed)}")
-    sim = dict(data.get("simulate") or {})
+    sim = _section(data, "simulate", where)
     counts = {k: sim.pop(k) for k in ("n_train", "n_test") if k in sim}
     process = sim.get("process", "ttbar")
     if process not in PROCESSES:
@@ -89,7 +89,7 @@ def load_run_job(path: str) -> RunJob:
     simulate = SimulateStage(**from_mapping(_Counts, counts, f"{where}: simulate").__dict__, settings=sim)
     if simulate.n_train < 100 or simulate.n_test < 40:
         raise ConfigError(f"{where}: simulate needs n_train >= 100 and n_test >= 40")
-    fit_config = dict(data.get("fit") or {})
+    fit_config = _section(data, "fit", where)
     fit = fit_job_from_mapping(fit_config, f"{where}: fit")
     seed = data.get("seed", 1)
     if not isinstance(seed, int) or seed < 0:
@@ -103,6 +103,13 @@ def load_run_job(path: str) -> RunJob:
         generate=from_mapping(GenerateStage, data.get("generate"), f"{where}: generate"),
         evaluate=from_mapping(EvaluateStage, data.get("evaluate"), f"{where}: evaluate"),
     )
+
+
+def _section(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = data.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {key} must be a mapping of keys to values, found {value!r}")
+    return dict(value)
 
 
 @dataclass(frozen=True)

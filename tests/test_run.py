@@ -61,6 +61,9 @@ def test_run_config_errors(tmp_path: Path) -> None:
     config.write_text("fit: {model: 3}\n")
     with pytest.raises(ConfigError, match="model must be a mapping of keys to values, found 3"):
         load_run_job(str(config))
+    config.write_text("simulate: ttbar\n")
+    with pytest.raises(ConfigError, match="simulate must be a mapping"):
+        load_run_job(str(config))
     config.write_text("stages: all\n")
     with pytest.raises(ConfigError, match="unknown key run.yaml: stages"):
         load_run_job(str(config))
