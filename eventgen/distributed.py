@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from eventgen import __version__
 from eventgen.errors import BundleError, ConfigError
 from eventgen.generate import EventSource, GenerateResult, Sampling, ShardPlan
 
@@ -149,25 +148,16 @@ def generate_distributed(
     its half-written temporary file is removed at the end.
     """
     from eventgen.bundle import Bundle
-    from eventgen.generate import prepare_dataset, record_shard
+    from eventgen.generate import check_run, prepare_dataset, record_shard
 
     distributed = _require_dask()
-    if n_events < 1:
-        raise ConfigError(f"the number of events must be at least 1, found {n_events}")
-    if batch_size < 1:
-        raise ConfigError(f"the batch size must be at least 1, found {batch_size}")
+    check_run(n_events, batch_size)
     plan = ShardPlan(n_events, shard_size, fmt)
     bundle_path = Path(bundle_path).resolve()
     directory = Path(output_dir).resolve()
     bundle = Bundle.load(bundle_path)
-    source = EventSource(bundle, sampling, seed, device="cpu")  # for the sampling parameters only
-    meta = {  # as in generate(), so the manifests' run records agree
-        "generator": f"eventgen {__version__}",
-        "bundle_hash": bundle.hash,
-        "seed": seed,
-        "n_events": n_events,
-        "sampling": source.buffer.get_params(),
-    }
+    source = EventSource(bundle, sampling, seed, device="cpu")  # for the run's metadata only
+    meta = source.run_metadata(n_events)  # as generate() records it, so the manifests agree
     manifest = prepare_dataset(directory, plan.run_record(meta), resume, overwrite)
     missing = plan.missing(manifest)
     t0 = time.perf_counter()

@@ -105,6 +105,16 @@ class EventSource:
         self.device = resolve_device(device)
         self.decoder = EventDecoder(bundle.model, bundle.preprocessor, self.device)
 
+    def run_metadata(self, n_events: int) -> dict[str, Any]:
+        """What a run of ``n_events`` records in its files (and must match to be resumed)."""
+        return {
+            "generator": f"eventgen {__version__}",
+            "bundle_hash": self.bundle.hash,
+            "seed": self.seed,
+            "n_events": n_events,
+            "sampling": self.buffer.get_params(),
+        }
+
     def sample(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Latent points ``(stop - start, latent_dim)`` of events ``start..stop-1`` (one thread)."""
         return self.buffer.sample_range(start, stop, self.seed, n_threads=1)
@@ -159,6 +169,14 @@ def _ordered_map(func: Callable[[Any], Any], items: list[Any], workers: int) -> 
                 future.cancel()
 
 
+def check_run(n_events: int, batch_size: int) -> None:
+    """Refuse a run of fewer than one event or with batches of fewer than one event."""
+    if n_events < 1:
+        raise ConfigError(f"the number of events must be at least 1, found {n_events}")
+    if batch_size < 1:
+        raise ConfigError(f"the batch size must be at least 1, found {batch_size}")
+
+
 def generate(
     bundle: Any,
     n_events: int,
@@ -182,22 +200,13 @@ def generate(
     ``shard_size`` given, it is a dataset directory of shards of ``shard_size`` events
     (default 1,000,000) plus ``_manifest.json``; ``resume=True`` continues such a run.
     """
-    if n_events < 1:
-        raise ConfigError(f"the number of events must be at least 1, found {n_events}")
-    if batch_size < 1:
-        raise ConfigError(f"the batch size must be at least 1, found {batch_size}")
+    check_run(n_events, batch_size)
     output = Path(output)
     sharded = shard_size is not None or output.suffix == ""
     source = EventSource(bundle, sampling, seed, device)
     torch_threads = _torch_threads()
     workers = configure_threads(threads, source.device)
-    meta = {
-        "generator": f"eventgen {__version__}",
-        "bundle_hash": bundle.hash,
-        "seed": seed,
-        "n_events": n_events,
-        "sampling": source.buffer.get_params(),
-    }
+    meta = source.run_metadata(n_events)
     t0 = time.perf_counter()
     bar = _progress(n_events, progress)
     try:
