@@ -55,6 +55,8 @@ def main() -> None:
     for name in ("smear", "kde", "gmm"):
         candidates[f"baseline {name}"] = ("baseline", {"baseline": name})
 
+    truths: dict[int, dict] = {}  # truth vs truth per reference sample, computed once
+
     def measure(label: str, reference: EventTable) -> dict:
         family, spec = candidates[label]
         n = min(args.events, len(reference) // 2)
@@ -66,7 +68,15 @@ def main() -> None:
         else:
             source = EventSource(bundle, Sampling(**spec), seed=args.seed, device="cpu")
             events = next(source.events(0, n, n))
-        result = evaluate(EventTable(events, bundle.schema), reference, train, seed=args.seed, max_events=n)
+        result = evaluate(
+            EventTable(events, bundle.schema),
+            reference,
+            train,
+            seed=args.seed,
+            max_events=n,
+            truth_from=truths.get(id(reference)),
+        )
+        truths.setdefault(id(reference), result)
         g = result["generated"]
         row = {
             "label": label,

@@ -36,12 +36,15 @@ def evaluate(
     seed: int = 0,
     max_events: int = 50_000,
     n_boot: int = 10,
+    truth_from: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """All metrics of ``generated`` and of the truth-vs-truth baseline against held-out ``reference``.
 
     Samples are subsampled with ``seed`` to at most ``max_events`` events each (the reference to
     2 × that, then halved). Returns ``{"generated": compare(...), "truth": compare(...),
-    "memorisation": {...}, ...}`` (JSON-serialisable).
+    "memorisation": {...}, ...}`` (JSON-serialisable). The truth-vs-truth numbers depend only on
+    the reference, the training sample and the settings: ``truth_from``, an earlier result with
+    the same ones (for another generator), supplies them instead of computing them again.
     """
     from eventgen.metrics import compare, memorisation
 
@@ -55,12 +58,20 @@ def evaluate(
     ref_a, ref_b = ref[:half], ref[half : 2 * half]
     gen = _subsample(gen, half, rng)
     seeds = np.random.SeedSequence(seed).generate_state(4)
+    if truth_from is not None and (
+        truth_from["seed"] != seed
+        or truth_from["n_events"]["reference_half"] != half
+        or ("memorisation" in truth_from) != (train is not None)
+    ):
+        raise InputError("truth_from is the result of another reference, seed or training sample; drop it")
     result: dict[str, Any] = {
         "schema": schema.name,
         "n_events": {"generated": len(gen), "reference_half": int(half)},
         "seed": seed,
         "generated": compare(gen, ref_a, schema, int(seeds[0]), max_events=max_events, n_boot=n_boot),
-        "truth": compare(ref_b, ref_a, schema, int(seeds[0]), max_events=max_events, n_boot=n_boot),
+        "truth": truth_from["truth"]
+        if truth_from is not None
+        else compare(ref_b, ref_a, schema, int(seeds[0]), max_events=max_events, n_boot=n_boot),
     }
     if train is not None:
         # Copies are only exposed if the training sample is not thinned: compare with the whole
@@ -69,7 +80,9 @@ def evaluate(
         n_mem = min(len(train_data), len(ref))
         result["memorisation"] = {
             "generated": memorisation(gen, train_data, ref, int(seeds[1]), max_events=n_mem),
-            "truth": memorisation(ref_b, train_data, ref_a, int(seeds[1]), max_events=half),
+            "truth": truth_from["memorisation"]["truth"]
+            if truth_from is not None
+            else memorisation(ref_b, train_data, ref_a, int(seeds[1]), max_events=half),
         }
         result["n_events"]["memorisation_reference"] = n_mem
     return result
@@ -138,29 +151,9 @@ def _markdown(
         cells = [_fmt(value), *[_fmt(o.get(name)) for o in others], _fmt(truth)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     g, t = result["generated"], result["truth"]
-    lines += [
-        "",
-        "## Per column",
-        "",
-        "| column | W1/σ | truth W1/σ | χ²/ndf | truth χ²/ndf | prior-art χ² |",
-    ]
-    lines.append("|---|---|---|---|---|---|")
-    for name, m in g["columns"].items():
-        tm = t["columns"][name]
-        row = [_fmt(m["w1"]), _fmt(tm["w1"]), _fmt(m["chi2_ndf"]), _fmt(tm["chi2_ndf"]), _fmt(m["de_chi2"])]
-        lines.append(f"| {name} | " + " | ".join(row) + " |")
+    lines += _comparison_table("Per column", "column", g["columns"], t["columns"], prior_art=True)
     if g.get("observables"):
-        lines += [
-            "",
-            "## Derived observables",
-            "",
-            "| observable | W1/σ | truth W1/σ | χ²/ndf | truth χ²/ndf |",
-        ]
-        lines.append("|---|---|---|---|---|")
-        for name, m in g["observables"].items():
-            tm = t["observables"][name]
-            row = [_fmt(m["w1"]), _fmt(tm["w1"]), _fmt(m["chi2_ndf"]), _fmt(tm["chi2_ndf"])]
-            lines.append(f"| {name} | " + " | ".join(row) + " |")
+        lines += _comparison_table("Derived observables", "observable", g["observables"], t["observables"])
     if "memorisation" in result:
         m = result["memorisation"]
         lines += [
@@ -178,6 +171,22 @@ def _markdown(
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _comparison_table(
+    title: str, what: str, generated: dict[str, Any], truth: dict[str, Any], prior_art: bool = False
+) -> list[str]:
+    """Markdown lines: per quantity, W1/σ and χ²/ndf of generated and of truth vs truth."""
+    header = f"| {what} | W1/σ | truth W1/σ | χ²/ndf | truth χ²/ndf |" + (
+        " prior-art χ² |" if prior_art else ""
+    )
+    lines = ["", f"## {title}", "", header, "|---" * (6 if prior_art else 5) + "|"]
+    for name, m in generated.items():
+        tm = truth[name]
+        row = [_fmt(m["w1"]), _fmt(tm["w1"]), _fmt(m["chi2_ndf"]), _fmt(tm["chi2_ndf"])]
+        row += [_fmt(m["de_chi2"])] if prior_art else []
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
+    return lines
 
 
 def plot_distributions(generated: EventTable, reference: EventTable, out_dir: Path) -> list[str]:

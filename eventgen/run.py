@@ -232,7 +232,7 @@ def _evaluate(job: RunJob, work: Path) -> None:
         label = {"prior": "plain VAE (prior)", "smear": "±5% smearing", "kde": "Gaussian KDE"}.get(
             name, f"GMM ({e.gmm_components} comp.)"
         )
-        extra.append((label, evaluate(table, reference, train, seed=e.seed, max_events=n)))
+        extra.append((label, evaluate(table, reference, train, seed=e.seed, max_events=n, truth_from=result)))
     write_report(
         result,
         work / "report",

@@ -85,3 +85,13 @@ def test_sample_events_reads_files_and_datasets_in_bounded_draws(tmp_path: Path)
     assert len(sample_events(DATA, 10**6, seed=0)) == 3000
     with pytest.raises(InputError, match="at least 20 held-out events"):
         evaluate(table, EventTable(table.data[:10], table.schema))
+
+
+def test_truth_is_reused_only_for_the_same_reference(split: tuple[EventTable, EventTable]) -> None:
+    train, test = split
+    noisy = EventTable((test.data * 1.05).astype(np.float32), test.schema)
+    first = evaluate(noisy, test, train, seed=5, max_events=400)
+    again = evaluate(noisy, test, train, seed=5, max_events=400, truth_from=first)
+    assert again == first
+    with pytest.raises(InputError, match="another reference, seed or training sample"):
+        evaluate(noisy, test, train, seed=6, max_events=400, truth_from=first)
