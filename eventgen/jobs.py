@@ -59,15 +59,7 @@ def load_simulate_job(process_or_config: str, **overrides: Any) -> SimulateJob:
     defaults = dataclasses.asdict(SimulationSettings.for_process(process))
     settings = from_mapping(SimulationSettings, {**defaults, **data}, where)
     job_values.update({k: v for k, v in overrides.items() if v is not None})
-    job = from_mapping(_SimulateJobFields, job_values, where)
-    return SimulateJob(settings, job.n_events, job.seed, job.output)
-
-
-@dataclass(frozen=True)
-class _SimulateJobFields:
-    n_events: int = 10_000
-    seed: int = 1
-    output: str = "events.parquet"
+    return from_mapping(SimulateJob, {**job_values, "settings": settings}, where)
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ def load_run_job(path: str) -> RunJob:
         raise ConfigError(f"{where}: simulate.process must be one of {list(PROCESSES)}, found {process!r}")
     defaults = dataclasses.asdict(SimulationSettings.for_process(process))
     from_mapping(SimulationSettings, {**defaults, **sim}, f"{where}: simulate")  # validates the keys
-    simulate = SimulateStage(**from_mapping(_Counts, counts, f"{where}: simulate").__dict__, settings=sim)
+    simulate = from_mapping(SimulateStage, {**counts, "settings": sim}, f"{where}: simulate")
     if simulate.n_train < 100 or simulate.n_test < 40:
         raise ConfigError(f"{where}: simulate needs n_train >= 100 and n_test >= 40")
     fit_config = _section(data, "fit", where)
@@ -112,12 +112,6 @@ def _section(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     return dict(value)
 
 
-@dataclass(frozen=True)
-class _Counts:
-    n_train: int = 20_000
-    n_test: int = 20_000
-
-
 def run(job: RunJob, *, progress: bool = False, workers: int | None = None) -> Path:
     """Run every stage that is not up to date; returns the path of the report."""
     work = Path(job.workdir)
@@ -129,7 +123,7 @@ def run(job: RunJob, *, progress: bool = False, workers: int | None = None) -> P
         stamps.record("simulate", sim_key)
     fit_key = stamps.key("fit", job.seed, job.fit_config, sim_key)
     if not stamps.fresh("fit", fit_key, work / "bundle"):
-        _fit(job, work, progress)
+        _fit(job, work, progress, fit_key)
         stamps.record("fit", fit_key)
     gen_key = stamps.key("generate", dataclasses.asdict(job.generate), fit_key)
     if not stamps.fresh("generate", gen_key, work / "generated.parquet"):
@@ -158,7 +152,7 @@ def _simulate(job: RunJob, work: Path, progress: bool, workers: int | None) -> N
     write_events(work / "test.parquet", data[sim.n_train :], schema, provenance, overwrite=True)
 
 
-def _fit(job: RunJob, work: Path, progress: bool) -> None:
+def _fit(job: RunJob, work: Path, progress: bool, key: str) -> None:
     from eventgen.bundle import file_sha256
     from eventgen.fit import fit
     from eventgen.io import read_events
@@ -169,7 +163,7 @@ def _fit(job: RunJob, work: Path, progress: bool) -> None:
         "sha256": file_sha256(work / "train.parquet"),
         "n_events": len(table),
     }
-    checkpoints = work / ".fit-checkpoint"
+    checkpoints = work / f".fit-checkpoint-{key}"  # an interrupted fit resumes only with the same settings
     checkpoints.mkdir(exist_ok=True)
     bundle = fit(
         table,
