@@ -38,6 +38,7 @@ _SUFFIXES: dict[str, FileFormat] = {
 }
 METADATA_KEY = "eventgen"
 HDF5_GROUP = "events"
+CHUNK_EVENTS = 262_144  # events per chunk when reading
 
 
 @dataclass
@@ -80,34 +81,46 @@ def read_events(path: str | Path, schema: Schema | None = None, *, check_finite:
     from the column names. Raises :class:`InputError` for missing, truncated or
     malformed files and for NaN/inf values.
     """
-    chunks = list(iter_events(path, schema=schema, check_finite=check_finite))
-    meta = read_metadata(path)
-    file_schema = _resolve_schema(schema, meta, _column_names(path), str(path))
+    path, file_schema, names, meta = _open(path, schema)
+    chunks = list(_chunks(path, file_schema, names, CHUNK_EVENTS, check_finite))
     data = np.concatenate(chunks) if chunks else np.empty((0, len(file_schema)), np.float32)
     return EventTable(data, file_schema, meta.get("provenance", {}))
 
 
 def iter_events(
     path: str | Path,
-    chunk_size: int = 262_144,
+    chunk_size: int = CHUNK_EVENTS,
     schema: Schema | None = None,
     *,
     check_finite: bool = True,
 ) -> Iterator[np.ndarray]:
     """Yield float32 chunks ``(<= chunk_size, n_columns)`` of an event file, in schema order."""
+    path, table_schema, names, _ = _open(path, schema)
+    yield from _chunks(path, table_schema, names, chunk_size, check_finite)
+
+
+def _open(path: str | Path, schema: Schema | None) -> tuple[Path, Schema, list[str], dict[str, Any]]:
+    """An event file's path, schema (resolved as :func:`read_events` says), column names and metadata."""
     path = Path(path)
-    fmt = format_of(path)
+    format_of(path)
     if not path.exists():
         raise InputError(f"input file {str(path)!r} does not exist; check the path")
     names = _column_names(path)
-    table_schema = _resolve_schema(schema, read_metadata(path), names, str(path))
-    positions = table_schema.check_columns(names, f"input file {str(path)!r}")
+    meta = read_metadata(path)
+    return path, _resolve_schema(schema, meta, names, str(path)), names, meta
+
+
+def _chunks(
+    path: Path, schema: Schema, names: list[str], chunk_size: int, check_finite: bool
+) -> Iterator[np.ndarray]:
+    fmt = format_of(path)
+    positions = schema.check_columns(names, f"input file {str(path)!r}")
     start = 0
-    for chunk in _raw_chunks(path, fmt, chunk_size, table_schema.names):
+    for chunk in _raw_chunks(path, fmt, chunk_size, schema.names):
         if fmt == "csv":
             chunk = chunk[:, positions]
         if check_finite:
-            _check_finite(chunk, table_schema, str(path), start)
+            _check_finite(chunk, schema, str(path), start)
         start += chunk.shape[0]
         yield chunk
 
@@ -171,23 +184,22 @@ def sample_events(path: str | Path, n: int, seed: int, schema: Schema | None = N
     Memory stays at ``n`` events however large the input; the draw depends only on ``seed``.
     """
     files = dataset_files(path)
-    counts = [count_events(f) for f in files]
-    total = sum(counts)
+    total = sum(count_events(f) for f in files)
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(total, n, replace=False)) if n < total else np.arange(total)
     parts, offset = [], 0
-    table_schema = schema
+    table_schema, provenance = schema, None
     for f in files:
-        if table_schema is None:
-            table_schema = _resolve_schema(None, read_metadata(f), _column_names(f), str(f))
-        for chunk in iter_events(f, schema=table_schema):
+        f, table_schema, names, meta = _open(f, table_schema)
+        provenance = meta.get("provenance", {}) if provenance is None else provenance
+        for chunk in _chunks(f, table_schema, names, CHUNK_EVENTS, True):
             lo, hi = np.searchsorted(keep, [offset, offset + len(chunk)])
             parts.append(chunk[keep[lo:hi] - offset])
             offset += len(chunk)
     assert table_schema is not None
     data = np.concatenate(parts) if parts else np.empty((0, len(table_schema)), np.float32)
     data = data[rng.permutation(len(data))]
-    return EventTable(data, table_schema, read_metadata(files[0]).get("provenance", {}))
+    return EventTable(data, table_schema, provenance or {})
 
 
 def count_events(path: str | Path) -> int:
