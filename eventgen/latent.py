@@ -55,16 +55,16 @@ def encode(bundle: Any, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def decode(bundle: Any, mu: np.ndarray) -> np.ndarray:
     """Latent points ``(n, latent_dim)`` -> cleaned raw events ``(n, n_columns)`` float32.
 
-    Decodes, inverts the preprocessing and applies the bundle's physics clean-up.
+    Decodes with the inverse preprocessing fused in (as generation does) and applies the
+    bundle's physics clean-up.
     """
-    from eventgen.model import decode_numpy
+    from eventgen.decode import EventDecoder
 
     k = bundle.model_settings.latent_dim
     mu = np.asarray(mu)
     if mu.ndim != 2 or mu.shape[1] != k:
         raise InputError(f"decode needs latent points of shape (n, {k}) for this bundle, found {mu.shape}")
-    x = decode_numpy(bundle.model, mu.astype(np.float32, copy=False))
-    events = np.ascontiguousarray(bundle.preprocessor.inverse_transform(x), dtype=np.float32)
+    events = EventDecoder(bundle.model, bundle.preprocessor)(mu)
     return bundle.cleanup.apply(events)
 
 
