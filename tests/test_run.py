@@ -44,29 +44,26 @@ def test_main_job_runs_and_skips_finished_stages(tmp_path: Path, caplog: pytest.
     assert len(skipped) == 4
 
 
-def test_run_config_errors(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("simulate: {process: higgs}\n", "simulate.process must be one of"),
+        ("simulate: {jet_radius: 0.4}\n", "jet_radius"),
+        ("fit: {model: {width: 3}}\n", "model.width"),
+        ("generate: {n_events: many}\n", "generate.n_events must be an integer"),
+        ("fit: {model: 3}\n", "model must be a mapping of keys to values, found 3"),
+        ("simulate: ttbar\n", "simulate must be a mapping"),
+        ("stages: all\n", "unknown key run.yaml: stages"),
+    ],
+)
+def test_run_config_errors(tmp_path: Path, text: str, match: str) -> None:
     config = tmp_path / "run.yaml"
-    config.write_text("simulate: {process: higgs}\n")
-    with pytest.raises(ConfigError, match="simulate.process must be one of"):
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=match):
         load_run_job(str(config))
-    config.write_text("simulate: {jet_radius: 0.4}\n")
-    with pytest.raises(ConfigError, match="jet_radius"):
-        load_run_job(str(config))
-    config.write_text("fit: {model: {width: 3}}\n")
-    with pytest.raises(ConfigError, match="model.width"):
-        load_run_job(str(config))
-    config.write_text("generate: {n_events: many}\n")
-    with pytest.raises(ConfigError, match="generate.n_events must be an integer"):
-        load_run_job(str(config))
-    config.write_text("fit: {model: 3}\n")
-    with pytest.raises(ConfigError, match="model must be a mapping of keys to values, found 3"):
-        load_run_job(str(config))
-    config.write_text("simulate: ttbar\n")
-    with pytest.raises(ConfigError, match="simulate must be a mapping"):
-        load_run_job(str(config))
-    config.write_text("stages: all\n")
-    with pytest.raises(ConfigError, match="unknown key run.yaml: stages"):
-        load_run_job(str(config))
+
+
+def test_default_config_loads() -> None:
     assert (
         load_run_job(str(Path(__file__).parents[1] / "configs" / "default.yaml")).simulate.n_train == 20_000
     )
