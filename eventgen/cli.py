@@ -20,6 +20,7 @@ import numpy as np
 
 from eventgen import __version__
 from eventgen.errors import EventgenError, OutputError
+from eventgen.formats import describe_formats, describe_suffixes, format_names
 
 log = logging.getLogger("eventgen")
 _COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"eventgen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    inputs, outputs = describe_suffixes(), describe_suffixes(writable=True)  # ".parquet, .h5 or .csv"
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
@@ -51,14 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate",
         parents=[common],
         help="simulate events with Pythia 8 and FastJet",
-        description="Simulate events with Pythia 8 + FastJet into a Parquet or HDF5 file.",
+        description=f"Simulate events with Pythia 8 + FastJet into a {describe_formats(writable=True)} file.",
     )
     p.add_argument(
         "process", help="a process (ttbar, zll) or a YAML config such as configs/simulate-ttbar.yaml"
     )
     p.add_argument("-n", "--events", type=int, help="number of events (default: the config's n_events)")
     p.add_argument("--seed", type=int, help="random seed (default: the config's seed)")
-    p.add_argument("-o", "--output", help="output file, .parquet or .h5 (default: the config's output)")
+    p.add_argument("-o", "--output", help=f"output file, {outputs} (default: the config's output)")
     p.add_argument("--workers", type=int, help="processes (or, with --dask, Dask workers) to run shards on")
     p.add_argument(
         "--dask", action="store_true", help="run the shards on a local Dask cluster of --workers workers"
@@ -73,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit a bundle (preprocessing, beta-VAE, density buffer) on an event file.",
     )
     p.add_argument("config", help="fit config, e.g. configs/deepevents.yaml")
-    p.add_argument("--data", help="training events (.parquet, .h5, .csv)")
+    p.add_argument("--data", help=f"training events ({inputs})")
     p.add_argument(
         "--schema", help="schema of the data: ttbar, zll, deepevents or a YAML file (default: from the file)"
     )
@@ -88,12 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "generate",
         parents=[common],
-        help="generate events from a bundle into Parquet/HDF5",
+        help=f"generate events from a bundle into {describe_formats(writable=True)}",
         description="Sample the density buffer, decode and stream events to a file or a dataset of shards.",
     )
     p.add_argument("bundle", help="bundle directory written by 'eventgen fit'")
     p.add_argument("-n", "--events", type=int, required=True, help="number of events")
-    p.add_argument("-o", "--output", required=True, help="a .parquet/.h5 file, or a directory for shards")
+    p.add_argument("-o", "--output", required=True, help=f"a {outputs} file, or a directory for shards")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
         "--mode", choices=["buffer", "kde", "gmm", "prior"], help="sampling mode (default: the bundle's)"
@@ -106,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=65_536, help="events per write batch (default 65536)")
     p.add_argument("--shard-size", type=int, help="events per shard file; the output becomes a directory")
     p.add_argument(
-        "--format", choices=["parquet", "hdf5"], help="default: from the output's suffix, else parquet"
+        "--format",
+        choices=format_names(writable=True),
+        help="default: from the output's suffix, else parquet",
     )
     p.add_argument(
         "--compression", default="zstd", help="parquet: zstd (default), snappy, none; hdf5: none or gzip"
@@ -151,8 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, parents=[common], help=what, description=what[0].upper() + what[1:] + ".")
         p.add_argument("bundle", help="bundle directory written by 'eventgen fit'")
-        p.add_argument("input", help="events (.parquet, .h5, .csv); other schemas are mapped by column name")
-        p.add_argument("-o", "--output", required=True, help="output file (.parquet or .h5)")
+        p.add_argument("input", help=f"events ({inputs}); other schemas are mapped by column name")
+        p.add_argument("-o", "--output", required=True, help=f"output file ({outputs})")
         p.add_argument("--overwrite", action="store_true", help="replace an existing output")
         if name == "encode":
             p.add_argument("--with-sigma", action="store_true", help="also write the latent sigma")
@@ -165,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("bundle", help="the bundle that encoded the latent file")
     p.add_argument("latent", help="latent file written by 'eventgen encode'")
-    p.add_argument("-o", "--output", required=True, help="output events (.parquet or .h5)")
+    p.add_argument("-o", "--output", required=True, help=f"output events ({outputs})")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
     p = sub.add_parser(

@@ -77,8 +77,8 @@ def fit(
     train_settings = train_settings or TrainSettings()
     t0 = time.perf_counter()
     check_trainable(table.data, table.schema, train_settings.min_events)
-    preprocessor = Preprocessor(preprocess).fit(table.data, table.schema)  # type: ignore[arg-type]
-    x = preprocessor.transform(table.data)
+    preprocessor = Preprocessor(preprocess)  # type: ignore[arg-type]
+    x = preprocessor.fit_transform(table.data, table.schema)
     log.info("training on %d events with %d columns", x.shape[0], x.shape[1])
     result = train(x, model_settings, train_settings, seed, checkpoint_dir=checkpoint_dir, progress=progress)
     mu, sigma = encode_numpy(result.model, x)

@@ -39,7 +39,8 @@ from eventgen import __version__
 from eventgen.buffer import BLOCK
 from eventgen.decode import CHUNK
 from eventgen.errors import ConfigError, OutputError
-from eventgen.io import EventWriter, format_of
+from eventgen.formats import writer_format
+from eventgen.io import EventWriter
 from eventgen.schema import Column, Schema
 
 log = logging.getLogger(__name__)
@@ -215,7 +216,6 @@ def generate(
                 raise OutputError(
                     "--resume needs a sharded output; pass --shard-size N so the output is a directory of shards"
                 )
-            fmt = format_of(output, fmt)
             with _Writer(output, source.schema, meta, fmt, compression, overwrite) as writer:
                 for batch in source.events(0, n_events, batch_size, workers):
                     writer.put(batch)
@@ -279,8 +279,7 @@ class ShardPlan:
     def __post_init__(self) -> None:
         if self.shard_size < 1:
             raise ConfigError(f"the shard size must be at least 1, found {self.shard_size}")
-        if self.fmt not in ("parquet", "hdf5"):
-            raise ConfigError(f"unknown format {self.fmt!r}; use parquet or hdf5")
+        writer_format(self.fmt)
 
     @property
     def n_shards(self) -> int:
@@ -291,7 +290,7 @@ class ShardPlan:
         return k * self.shard_size, min((k + 1) * self.shard_size, self.n_events)
 
     def file_name(self, k: int) -> str:
-        return f"part-{k:05d}{'.parquet' if self.fmt == 'parquet' else '.h5'}"
+        return f"part-{k:05d}{writer_format(self.fmt).suffix}"
 
     def run_record(self, meta: dict[str, Any]) -> dict[str, Any]:
         """What must match for a dataset to be resumed."""
@@ -381,7 +380,7 @@ class _Writer:
         path: Path,
         schema: Schema,
         meta: dict[str, Any],
-        fmt: str,
+        fmt: str | None,
         compression: str | None,
         overwrite: bool,
     ) -> None:

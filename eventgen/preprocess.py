@@ -23,6 +23,11 @@ A standard deviation (or max|x|) that is zero or negligible is replaced by 1, so
 columns pass through unchanged; :func:`eventgen.train.check_trainable` is where they are
 refused for training. ``inverse_transform(transform(x))`` equals ``x`` to float32 precision
 for every kind, including exact zeros and large values.
+
+Events must be finite. ``fit`` and ``fit_transform`` take training events, which were
+checked where they entered (:mod:`eventgen.io`), so they do not scan them again: a NaN or
+inf would still show in the fitted statistics, and is then located and reported.
+``transform`` (new events into a fitted bundle) and ``inverse_transform`` check their input.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Literal, TypeVar, get_args
 import numpy as np
 
 from eventgen.errors import BundleError, ConfigError, InputError
+from eventgen.io import check_finite
 from eventgen.schema import Schema
 
 PreprocessMethod = Literal["physics", "maxabs"]
@@ -74,7 +80,9 @@ class Preprocessor:
         if self.method == "maxabs":
             self.log_mask_ = np.zeros(n, dtype=bool)
             self.mean_ = np.zeros(n)
-            self.std_ = _guard(np.abs(x).max(axis=0).astype(np.float64), self.mean_)
+            max_abs = np.abs(x).max(axis=0).astype(np.float64)
+            _check_statistic(max_abs, x, columns)
+            self.std_ = _guard(max_abs, self.mean_)
             return self
         self.log_mask_ = np.isin(np.array(schema.kinds), LOG_KINDS)
         _check_non_negative(x, self.log_mask_, columns)
@@ -86,6 +94,7 @@ class Preprocessor:
                 )
         f = self._forward(x)
         self.mean_ = f.mean(axis=0)
+        _check_statistic(self.mean_, x, columns)
         self.std_ = _guard(f.std(axis=0), self.mean_)
         return self
 
@@ -93,13 +102,15 @@ class Preprocessor:
         """Raw events ``(n_events, n_features)`` -> preprocessed float32 of the same shape."""
         self._check_fitted("transform")
         x = _check_array(x, list(self.columns_), "transform")
+        check_finite(x, list(self.columns_), "Preprocessor.transform's input")
         _check_non_negative(x, self.log_mask_, list(self.columns_))
-        return ((self._forward(x) - self.mean_) / self.std_).astype(np.float32)
+        return self._apply(x)
 
     def inverse_transform(self, y: np.ndarray) -> np.ndarray:
         """Preprocessed ``(n_events, n_features)`` -> raw-scale float32 events (no clean-up)."""
         self._check_fitted("inverse_transform")
         y = _check_array(y, list(self.columns_), "inverse_transform")
+        check_finite(y, list(self.columns_), "Preprocessor.inverse_transform's input")
         f = y.astype(np.float64) * self.std_ + self.mean_
         if self.log_mask_.any():
             with np.errstate(over="ignore"):
@@ -107,8 +118,8 @@ class Preprocessor:
         return f.astype(np.float32)
 
     def fit_transform(self, x: np.ndarray, schema: Schema) -> np.ndarray:
-        """``fit(x, schema).transform(x)``."""
-        return self.fit(x, schema).transform(x)
+        """``fit(x, schema).transform(x)``, without checking ``x`` a second time."""
+        return self.fit(x, schema)._apply(np.asarray(x))
 
     def get_state(self) -> dict[str, np.ndarray | str]:
         """The fitted state as plain arrays and the method string (storable without pickle)."""
@@ -146,6 +157,9 @@ class Preprocessor:
             raise BundleError("preprocessing state arrays differ in length; the bundle is corrupt")
         return new
 
+    def _apply(self, x: np.ndarray) -> np.ndarray:
+        return ((self._forward(x) - self.mean_) / self.std_).astype(np.float32)
+
     def _forward(self, x: np.ndarray) -> np.ndarray:
         f = x.astype(np.float64)
         if self.log_mask_.any():
@@ -167,7 +181,7 @@ def _guard(std: np.ndarray, mean: np.ndarray) -> np.ndarray:
 
 
 def _check_array(x: np.ndarray, columns: list[str], what: str) -> np.ndarray:
-    """Check ``x`` is a finite ``(n_events, len(columns))`` array; name offending columns."""
+    """Check ``x`` is a numeric ``(n_events, len(columns))`` array."""
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[1] != len(columns):
         raise InputError(
@@ -176,14 +190,13 @@ def _check_array(x: np.ndarray, columns: list[str], what: str) -> np.ndarray:
         )
     if not np.issubdtype(x.dtype, np.number):
         raise InputError(f"{what} expects a numeric array, found dtype {x.dtype}")
-    finite = np.isfinite(x)
-    if not finite.all():
-        bad = np.flatnonzero(~finite.all(axis=0))
-        names = ", ".join(f"{columns[j]!r} ({int((~finite[:, j]).sum())} events)" for j in bad[:6])
-        raise InputError(
-            f"{what}: NaN or infinite values in column {names}; drop or fix those events before preprocessing"
-        )
     return x
+
+
+def _check_statistic(stat: np.ndarray, x: np.ndarray, columns: list[str]) -> None:
+    """A non-finite per-column statistic of ``x`` means NaN/inf in ``x``: find and report it."""
+    if not np.isfinite(stat).all():
+        check_finite(x, columns, "Preprocessor.fit's input")
 
 
 def _check_non_negative(x: np.ndarray, log_mask: np.ndarray, columns: list[str]) -> None:

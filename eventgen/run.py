@@ -203,7 +203,7 @@ def _evaluate(job: RunJob, work: Path) -> None:
     from eventgen.bundle import Bundle
     from eventgen.evaluate import evaluate, write_report
     from eventgen.generate import Sampling, generate
-    from eventgen.io import EventTable, read_events, sample_events, write_events
+    from eventgen.io import read_events, sample_events, write_events
 
     e = job.evaluate
     bundle = Bundle.load(work / "bundle")
@@ -222,7 +222,7 @@ def _evaluate(job: RunJob, work: Path) -> None:
         else:
             events = baseline_events(name, train.data, bundle, n, e.seed, n_components=e.gmm_components)  # type: ignore[arg-type]
             write_events(path, events, bundle.schema, {"baseline": name}, overwrite=True)
-        table = EventTable(read_events(path).data, bundle.schema)
+        table = read_events(path, bundle.schema)
         label = {"prior": "plain VAE (prior)", "smear": "±5% smearing", "kde": "Gaussian KDE"}.get(
             name, f"GMM ({e.gmm_components} comp.)"
         )

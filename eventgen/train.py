@@ -7,7 +7,10 @@ the global torch RNG is left untouched) and resumable: with a ``checkpoint_dir``
 everything needed to continue after every epoch, and a resumed run ends with the same
 weights as an uninterrupted one.
 
-:func:`check_trainable` is the check the CLI runs on the raw events before preprocessing.
+:func:`check_trainable` is the check :func:`eventgen.fit.fit` runs on the raw events before
+preprocessing. NaN and inf are refused earlier, once, where events enter eventgen
+(:mod:`eventgen.io`); training takes its input as it is and looks for a non-finite value
+only when the loss is not finite, to say where it is.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from eventgen.errors import ConfigError, EventgenError, InputError
+from eventgen.io import check_finite
 from eventgen.model import BetaVAE, ModelSettings, vae_loss
 from eventgen.schema import Schema
 
@@ -153,8 +157,9 @@ def split_indices(n_events: int, validation_fraction: float, seed: int) -> tuple
 def check_trainable(x_raw: np.ndarray, schema: Schema, min_events: int = 100) -> None:
     """Refuse raw events ``(n_events, len(schema))`` that cannot be trained on, saying why.
 
-    Raises InputError for a shape that does not match the schema, too few events, NaN or
-    infinite values and constant columns (zero variance: nothing to learn, drop them).
+    Raises InputError for a shape that does not match the schema, too few events and
+    constant columns (zero variance: nothing to learn, drop them). The events are finite
+    already (an :class:`~eventgen.io.EventTable` holds finite events).
     """
     x_raw = np.asarray(x_raw)
     if x_raw.ndim != 2 or x_raw.shape[1] != len(schema):
@@ -162,7 +167,6 @@ def check_trainable(x_raw: np.ndarray, schema: Schema, min_events: int = 100) ->
             f"events have shape {x_raw.shape} but schema {schema.name!r} has {len(schema)} columns; "
             "pass events of shape (n_events, n_columns) in schema order or the schema that matches them"
         )
-    _check_finite(x_raw, schema.names)
     if x_raw.shape[0] < min_events:
         raise InputError(
             f"{x_raw.shape[0]} events are too few to train on (at least {min_events} needed); "
@@ -176,26 +180,12 @@ def check_trainable(x_raw: np.ndarray, schema: Schema, min_events: int = 100) ->
         )
 
 
-def _check_finite(x: np.ndarray, names: list[str] | None = None) -> None:
-    finite = np.isfinite(x)
-    if not finite.all():
-        bad = np.flatnonzero(~finite.all(axis=0))
-        where = ", ".join(
-            f"{j}" + (f" ({names[j]!r})" if names else "") + f": {int((~finite[:, j]).sum())} events"
-            for j in bad[:6]
-        )
-        raise InputError(
-            f"NaN or infinite values in column {where}; drop or fix those events before training"
-        )
-
-
 def _check_events(x: np.ndarray, min_events: int) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[1] < 1 or not np.issubdtype(x.dtype, np.number):
         raise InputError(
             f"train expects a numeric array of shape (n_events, n_features), found {x.shape} {x.dtype}"
         )
-    _check_finite(x)
     if x.shape[0] < min_events:
         raise InputError(
             f"{x.shape[0]} events are too few to train on (at least {min_events} needed); "
@@ -234,7 +224,7 @@ class _Trainer:
     """The state of one training run; :meth:`run` loops over epochs and checkpoints."""
 
     def __init__(self, x: np.ndarray, ms: ModelSettings, ts: TrainSettings, seed: int, device: torch.device):
-        self.ms, self.ts, self.seed, self.device = ms, ts, seed, device
+        self.x, self.ms, self.ts, self.seed, self.device = x, ms, ts, seed, device
         self.train_index, self.val_index = split_indices(x.shape[0], ts.validation_fraction, seed)
         self.x_train = torch.from_numpy(x[self.train_index]).to(device)
         self.x_val = torch.from_numpy(x[self.val_index]).to(device)
@@ -313,6 +303,7 @@ class _Trainer:
         t_train = time.perf_counter() - t0
         val = self._val_pass()
         if not all(math.isfinite(v) for v in (*train, *val)):
+            check_finite(self.x, None, "train's input")  # NaN/inf input: say where, not "diverged"
             raise EventgenError(
                 f"training diverged at epoch {epoch} (loss is not finite); lower train.learning_rate "
                 "or check the preprocessing"

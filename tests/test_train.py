@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from eventgen.errors import ConfigError, EventgenError, InputError
+from eventgen.io import EventTable
 from eventgen.model import ModelSettings
 from eventgen.schema import Schema
 from eventgen.train import CHECKPOINT_NAME, TrainResult, TrainSettings, check_trainable, split_indices, train
@@ -156,7 +157,7 @@ def test_divergence_is_reported() -> None:
 def test_train_refuses_bad_input() -> None:
     x = manifold()
     x[3, 2] = np.nan
-    with pytest.raises(InputError, match="NaN or infinite values in column 2: 1 events"):
+    with pytest.raises(InputError, match="train's input has 1 NaN/inf values, first in column 2 of event 3"):
         train(x, TINY, FAST, seed=0)
     with pytest.raises(InputError, match=r"50 events are too few to train on \(at least 100 needed\)"):
         train(manifold(50), TINY, FAST, seed=0)
@@ -212,9 +213,9 @@ def test_check_trainable() -> None:
         check_trainable(x[:50], SCHEMA)
     check_trainable(x[:50], SCHEMA, min_events=50)
     bad = x.copy()
-    bad[7, 4] = -np.inf
-    with pytest.raises(InputError, match=r"NaN or infinite values in column 4 \('c4'\): 1 events"):
-        check_trainable(bad, SCHEMA)
+    bad[7, 4] = -np.inf  # refused where the events enter: the table that fit takes
+    with pytest.raises(InputError, match="has 1 NaN/inf values, first in column 'c4' of event 7"):
+        EventTable(bad, SCHEMA)
     const = x.copy()
     const[:, [1, 3]] = 0.0
     with pytest.raises(InputError, match=r"columns \['c1', 'c3'\] are constant .* drop them"):
