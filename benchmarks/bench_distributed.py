@@ -3,7 +3,7 @@
 In one run, on one bundle, to a sharded zstd Parquet dataset:
 
 - ``generate`` in this process on every core and on one thread (the per-event reference);
-- ``generate_distributed`` on a ``LocalCluster`` of 1 and of 2 workers (1 thread each), with
+- ``generate`` on a ``DaskExecutor`` of a ``LocalCluster`` of 1 and of 2 workers (1 thread each), with
   the cluster's start-up time measured apart from the run (the run includes each worker's
   first bundle load);
 - the per-shard overhead: 1 worker writing many tiny shards, less those events at the
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from eventgen.bundle import Bundle
-from eventgen.distributed import cluster_client, generate_distributed
+from eventgen.distributed import DaskExecutor, cluster_client
 from eventgen.generate import available_cores, generate
 
 
@@ -77,15 +77,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 startup[f"{workers}_workers"] = time.perf_counter() - t0
                 seconds[f"dask_{workers}_workers"] = run(
                     f"dask{workers}",
-                    lambda o, c=client: generate_distributed(
-                        args.bundle, n, o, shard_size=shard, device="cpu", client=c
+                    lambda o, c=client: generate(
+                        bundle, n, o, shard_size=shard, device="cpu", executor=DaskExecutor(c)
                     ),
                 )
                 if workers == 1:  # warm worker: the bundle is loaded already
                     tiny_seconds = run(
                         "tiny",
-                        lambda o, c=client: generate_distributed(
-                            args.bundle, n_tiny, o, shard_size=args.tiny_shard_size, device="cpu", client=c
+                        lambda o, c=client: generate(
+                            bundle,
+                            n_tiny,
+                            o,
+                            shard_size=args.tiny_shard_size,
+                            device="cpu",
+                            executor=DaskExecutor(c),
                         ),
                     )
     finally:

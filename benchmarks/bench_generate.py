@@ -25,12 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from eventgen.bundle import Bundle
-from eventgen.generate import EventSource, Sampling, _ordered_map, available_cores, configure_threads
+from eventgen.generate import EventSource, Sampling, available_cores, configure_threads
 from eventgen.io import EventWriter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +100,8 @@ def main() -> None:
     def decode_span(span: tuple[int, int]) -> None:
         source.decoder(z[span[0] : span[1]], events[span[0] : span[1]])
 
-    stages["decoding"] = rate(n, lambda: list(_ordered_map(decode_span, spans, workers)))
+    with ThreadPoolExecutor(workers, thread_name_prefix="eventgen-decode") as pool:
+        stages["decoding"] = rate(n, lambda: list(pool.map(decode_span, spans)))
     stages["decoding_1_thread"] = rate(n, lambda: list(map(decode_span, spans)))
     raw = events.copy()
 

@@ -29,6 +29,7 @@ _PUBLIC = {
     "Bundle": "eventgen.bundle",
     "DensityBuffer": "eventgen.buffer",
     "generate": "eventgen.generate",
+    "GenerateOptions": "eventgen.generate",
     "Sampling": "eventgen.generate",
     "evaluate": "eventgen.evaluate",
 }

@@ -8,19 +8,23 @@ overrides and calls the same public function a Python user would. Any
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import logging
 import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from eventgen import __version__
 from eventgen.errors import EventgenError, OutputError
 from eventgen.formats import describe_formats, describe_suffixes, format_names
+
+if TYPE_CHECKING:
+    from eventgen.distributed import DaskExecutor
 
 log = logging.getLogger("eventgen")
 _COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
@@ -63,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help=f"output file, {outputs} (default: the config's output)")
     p.add_argument("--workers", type=int, help="processes (or, with --dask, Dask workers) to run shards on")
     p.add_argument(
-        "--dask", action="store_true", help="run the shards on a local Dask cluster of --workers workers"
+        "--dask", action="store_true", help="run the shards on a local Dask cluster of --workers processes"
     )
     p.add_argument("--scheduler", help="run the shards on a running Dask cluster (scheduler address)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -218,12 +222,26 @@ def _simulate(args: argparse.Namespace) -> None:
 
     job = load_simulate_job(args.process, n_events=args.events, seed=args.seed, output=args.output)
     check_output(job.output, args.overwrite)
-    data, provenance = simulate(
-        job.settings, job.n_events, job.seed, workers=args.workers, progress=args.progress
-    )
+    dask = args.dask or args.scheduler is not None
+    with _dask_executor(args) if dask else contextlib.nullcontext() as executor:
+        data, provenance = simulate(
+            job.settings,
+            job.n_events,
+            job.seed,
+            workers=None if dask else args.workers,
+            executor=executor,
+            progress=args.progress,
+        )
     with EventWriter(job.output, schema_for(job.settings.process), provenance, overwrite=args.overwrite) as w:
         w.write(data)
     log.info("wrote %d %s events to %s", data.shape[0], job.settings.process, job.output)
+
+
+def _dask_executor(args: argparse.Namespace) -> DaskExecutor:
+    """A Dask executor of ``--workers`` local worker processes or of the cluster at ``--scheduler``."""
+    from eventgen.distributed import DaskExecutor
+
+    return DaskExecutor(workers=args.workers, scheduler=args.scheduler)
 
 
 @command("fit")
@@ -280,47 +298,31 @@ def _fit(args: argparse.Namespace) -> None:
 
 @command("generate")
 def _generate(args: argparse.Namespace) -> None:
-    from eventgen.generate import Sampling, generate
+    from eventgen.bundle import Bundle
+    from eventgen.generate import GenerateOptions, Sampling, generate
 
     sampling = Sampling(mode=args.mode, alpha=args.alpha, gamma=args.gamma, selection=args.selection)
-    common = dict(
+    options = GenerateOptions(
         seed=args.seed,
         sampling=sampling,
         batch_size=args.batch_size,
+        shard_size=args.shard_size,
+        fmt=args.format,
+        compression=None if args.compression in ("none", "") else args.compression,
         device=args.device,
+        threads=args.threads,
         resume=args.resume,
         overwrite=args.overwrite,
-        progress=args.progress,
-        compression=None if args.compression in ("none", "") else args.compression,
     )
-    if args.workers or args.scheduler:
-        from eventgen.distributed import generate_distributed
-
-        if Path(args.output).suffix:
-            raise OutputError(
-                "--workers/--scheduler write a dataset of shards; give -o a name without a suffix"
-            )
-        result = generate_distributed(
-            args.bundle,
-            args.events,
-            args.output,
-            shard_size=args.shard_size or 1_000_000,
-            fmt=args.format or "parquet",
-            workers=args.workers,
-            scheduler=args.scheduler,
-            **common,
-        )
-    else:
-        from eventgen.bundle import Bundle
-
+    dask = args.workers is not None or args.scheduler is not None
+    with _dask_executor(args) if dask else contextlib.nullcontext() as executor:
         result = generate(
             Bundle.load(args.bundle),
             args.events,
             args.output,
-            shard_size=args.shard_size,
-            fmt=args.format,
-            threads=args.threads,
-            **common,
+            options,
+            executor=executor,
+            progress=args.progress,
         )
     log.info(
         "wrote %d events to %s (%d new in %.1f s, %.0f events/s)",

@@ -15,20 +15,25 @@ depends only on the bundle, the seed, the sampling settings and n — not on the
 size, the thread counts, the worker count or interruptions.
 
 Output is one Parquet/HDF5 file, or a dataset directory of shards ``part-00000.parquet``
-plus ``_manifest.json``, which is what makes a run resumable (``resume=True``).
+plus ``_manifest.json`` (:mod:`eventgen.dataset`), which is what makes a run resumable
+(``resume=True``) and lets its shards run as tasks on any executor: a process pool, or a Dask
+cluster spanning many machines (:mod:`eventgen.distributed`).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import dataclasses
+import functools
 import itertools
-import json
 import logging
 import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -37,16 +42,15 @@ import numpy as np
 
 from eventgen import __version__
 from eventgen.buffer import BLOCK
+from eventgen.dataset import Dataset, Shard, ShardPlan, run_shards
 from eventgen.decode import CHUNK
-from eventgen.errors import ConfigError, OutputError
-from eventgen.formats import writer_format
+from eventgen.errors import BundleError, ConfigError, OutputError
 from eventgen.io import EventWriter
 from eventgen.schema import Column, Schema
 
 log = logging.getLogger(__name__)
 
 assert BLOCK % CHUNK == 0  # a block is decoded as whole chunks at fixed positions
-MANIFEST = "_manifest.json"
 SamplingMode = Literal["buffer", "kde", "gmm", "prior"]
 
 
@@ -170,206 +174,238 @@ def _ordered_map(func: Callable[[Any], Any], items: list[Any], workers: int) -> 
                 future.cancel()
 
 
-def check_run(n_events: int, batch_size: int) -> None:
-    """Refuse a run of fewer than one event or with batches of fewer than one event."""
-    if n_events < 1:
-        raise ConfigError(f"the number of events must be at least 1, found {n_events}")
-    if batch_size < 1:
-        raise ConfigError(f"the batch size must be at least 1, found {batch_size}")
+DEFAULT_SHARD_SIZE = 1_000_000
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """How a run makes and writes its events: everything but the bundle, the number of events and the output.
+
+    ``shard_size`` makes the output a dataset directory of shards (so does an output name without
+    a suffix, with shards of :data:`DEFAULT_SHARD_SIZE` events); ``fmt`` defaults to the output's
+    suffix, else parquet. ``threads`` is the number of worker threads making events in each process
+    (default: every core in this process; one per task on an executor). ``resume`` continues an
+    interrupted dataset; ``overwrite`` replaces an existing output.
+    """
+
+    seed: int = 0
+    sampling: Sampling = Sampling()
+    batch_size: int = 65_536
+    shard_size: int | None = None
+    fmt: str | None = None
+    compression: str | None = "zstd"
+    device: str = "auto"
+    threads: int | None = None
+    resume: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"the batch size must be at least 1, found {self.batch_size}")
+
+    def sharded(self, output: Path) -> bool:
+        """Whether ``output`` is a dataset directory of shards rather than one file."""
+        return self.shard_size is not None or output.suffix == ""
 
 
 def generate(
     bundle: Any,
     n_events: int,
     output: str | Path,
+    options: GenerateOptions | None = None,
     *,
-    seed: int = 0,
-    sampling: Sampling = Sampling(),
-    batch_size: int = 65_536,
-    shard_size: int | None = None,
-    fmt: str | None = None,
-    device: str = "auto",
-    compression: str | None = "zstd",
-    resume: bool = False,
-    overwrite: bool = False,
+    executor: Executor | None = None,
     progress: bool = False,
-    threads: int | None = None,
+    **changes: Any,
 ) -> GenerateResult:
     """Generate ``n_events`` events from a fitted bundle into ``output``.
 
-    ``output`` with a file suffix (.parquet, .h5) is one file; without one, or with
-    ``shard_size`` given, it is a dataset directory of shards of ``shard_size`` events
-    (default 1,000,000) plus ``_manifest.json``; ``resume=True`` continues such a run.
+    The settings are ``options`` with the fields named in ``changes`` replaced, so
+    ``generate(bundle, n, out, GenerateOptions(seed=1))`` and ``generate(bundle, n, out, seed=1)``
+    are the same run. ``output`` with a file suffix (.parquet, .h5) is one file, made by worker
+    threads in this process. Without one, or with ``shard_size``, it is a dataset directory of
+    shards (:class:`eventgen.dataset.Dataset`) that ``resume=True`` continues; the shards run in this
+    process one after another or, given an ``executor``, as one task each on it: a process pool,
+    or a Dask cluster (``Client.get_executor()``, :class:`eventgen.distributed.DaskExecutor`), whose
+    workers load the bundle from its directory. The events are the same either way.
     """
-    check_run(n_events, batch_size)
+    options = dataclasses.replace(options or GenerateOptions(), **changes)
+    if n_events < 1:
+        raise ConfigError(f"the number of events must be at least 1, found {n_events}")
     output = Path(output)
-    sharded = shard_size is not None or output.suffix == ""
-    source = EventSource(bundle, sampling, seed, device)
-    torch_threads = _torch_threads()
-    workers = configure_threads(threads, source.device)
+    dataset: Dataset | None = None
+    if options.sharded(output):
+        plan = ShardPlan(n_events, options.shard_size or DEFAULT_SHARD_SIZE)
+        dataset = Dataset(output.resolve(), plan, options.fmt or "parquet")
+        if executor is not None and bundle.path is None:
+            raise BundleError(
+                "the tasks of an executor load the bundle from its directory; save the bundle first"
+            )
+    elif options.resume:
+        raise OutputError(
+            "--resume needs a sharded output; pass --shard-size N so the output is a directory of shards"
+        )
+    elif executor is not None:
+        raise OutputError(
+            "a run on an executor (--workers, --scheduler) writes a dataset of shards; "
+            "give -o a name without a suffix, or pass --shard-size N"
+        )
+    shared = SharedBundle(bundle)
+    # the run's metadata; on an executor the events are made elsewhere, so no accelerator is needed here
+    source = shared.source(options if executor is None else dataclasses.replace(options, device="cpu"))
     meta = source.run_metadata(n_events)
+    torch_threads = _torch_threads()
     t0 = time.perf_counter()
     bar = _progress(n_events, progress)
     try:
-        if not sharded:
-            if resume:
-                raise OutputError(
-                    "--resume needs a sharded output; pass --shard-size N so the output is a directory of shards"
-                )
-            with _Writer(output, source.schema, meta, fmt, compression, overwrite) as writer:
-                for batch in source.events(0, n_events, batch_size, workers):
-                    writer.put(batch)
-                    bar.update(len(batch))
-            n_done, n_shards = n_events, 1
+        if dataset is None:
+            workers = configure_threads(options.threads, source.device)
+            writer = _Writer(output, source.schema, meta, options.fmt, options.compression, options.overwrite)
+            with writer:
+                _fill(writer, source, (0, n_events), options.batch_size, workers, bar.update)
+            n_new, n_shards = n_events, 1
         else:
-            n_done, n_shards = _generate_shards(
-                source,
-                n_events,
-                output,
-                meta,
-                shard_size or 1_000_000,
-                batch_size,
-                workers,
-                fmt or "parquet",
-                compression,
-                resume,
-                overwrite,
-                bar.update,
-            )
+            n_new = _generate_dataset(shared, dataset, meta, options, executor, bar)
+            n_shards = dataset.plan.n_shards
     finally:
         bar.close()
         _torch_threads(torch_threads)
-    seconds = time.perf_counter() - t0
-    return GenerateResult(output, n_events, n_done, seconds, n_shards)
+    return GenerateResult(output, n_events, n_new, time.perf_counter() - t0, n_shards)
 
 
-def _generate_shards(
-    source: EventSource,
-    n_events: int,
-    directory: Path,
+def _generate_dataset(
+    shared: SharedBundle,
+    dataset: Dataset,
     meta: dict[str, Any],
-    shard_size: int,
+    options: GenerateOptions,
+    executor: Executor | None,
+    bar: Any,
+) -> int:
+    """Write the dataset's missing shards, recording each in the manifest as it arrives; returns their events."""
+    manifest = dataset.open(meta, resume=options.resume, overwrite=options.overwrite)
+    bar.update(manifest.n_events)
+    writer = ShardWriter(shared, dataset, meta, options)
+    if executor is None:
+        task = functools.partial(writer, threads=options.threads, advance=bar.update)
+    else:
+        task = functools.partial(writer, threads=options.threads or 1)
+    n_new = 0
+    with contextlib.closing(run_shards(task, manifest.missing(dataset.plan), executor)) as shards:
+        for shard in shards:
+            manifest.record(shard)
+            n_new += shard.n_events
+            if executor is not None:
+                bar.update(shard.n_events)
+    dataset.remove_temporary_files()  # a worker that died mid-shard leaves one; every shard is done now
+    return n_new
+
+
+@dataclass(frozen=True, eq=False)
+class ShardWriter:
+    """Writes the shards of one run: ``writer(k)`` writes shard ``k`` and returns its manifest entry.
+
+    A plain picklable task for any executor: it carries the run's settings and the bundle by
+    reference (:class:`SharedBundle`). The shard is written under a temporary name and renamed when
+    complete; the manifest is left to the caller.
+    """
+
+    bundle: SharedBundle
+    dataset: Dataset
+    meta: dict[str, Any]
+    options: GenerateOptions
+
+    def __call__(self, k: int, threads: int | None = 1, advance: Callable[[int], Any] | None = None) -> Shard:
+        """Write shard ``k`` with ``threads`` worker threads (None: every core), calling ``advance(n)`` per batch."""
+        source = self.bundle.source(self.options)
+        workers = configure_threads(threads, source.device)
+        start, stop = self.dataset.plan.span(k)
+        meta = {**self.meta, "shard": k, "first_event": start}
+        path = self.dataset.shard_path(k)
+        with _Writer(path, source.schema, meta, self.dataset.fmt, self.options.compression, True) as writer:
+            _fill(writer, source, (start, stop), self.options.batch_size, workers, advance)
+        return self.dataset.finished(k)
+
+
+def _fill(
+    writer: _Writer,
+    source: EventSource,
+    span: tuple[int, int],
     batch_size: int,
     workers: int,
-    fmt: str,
-    compression: str | None,
-    resume: bool,
-    overwrite: bool,
-    advance: Callable[[int], Any],
-) -> tuple[int, int]:
-    plan = ShardPlan(n_events, shard_size, fmt)
-    manifest = prepare_dataset(directory, plan.run_record(meta), resume, overwrite)
-    advance(sum(s["n_events"] for s in manifest["shards"]))
-    n_new = 0
-    for k in plan.missing(manifest):
-        info = write_shard(source, directory, plan, k, meta, batch_size, workers, compression, advance)
-        record_shard(directory, info)
-        n_new += info["n_events"]
-    return n_new, plan.n_shards
+    advance: Callable[[int], Any] | None,
+) -> None:
+    """Put events ``span[0]..span[1]-1`` into ``writer``, calling ``advance(n)`` after each batch."""
+    for batch in source.events(*span, batch_size, workers):
+        writer.put(batch)
+        if advance is not None:
+            advance(len(batch))
 
 
-@dataclass(frozen=True)
-class ShardPlan:
-    """How a run of ``n_events`` is cut into shards of ``shard_size`` events of one format."""
+class SharedBundle:
+    """A bundle as the tasks of a run see it, with one event source per setting made at first use.
 
-    n_events: int
-    shard_size: int
-    fmt: str = "parquet"
+    In this process it is the loaded bundle itself. Pickled, for a task in another process, it is
+    the bundle's directory and hash: that process loads the bundle at its first task, checks the
+    hash, and keeps it (and its event sources) for its later tasks.
+    """
 
-    def __post_init__(self) -> None:
-        if self.shard_size < 1:
-            raise ConfigError(f"the shard size must be at least 1, found {self.shard_size}")
-        writer_format(self.fmt)
+    def __init__(self, bundle: Any = None, *, path: str = "", bundle_hash: str = "") -> None:
+        self._bundle = bundle
+        if bundle is not None:
+            path = str(Path(bundle.path).resolve()) if bundle.path is not None else ""
+        self.path = path
+        self._hash = bundle_hash
+        self._sources: dict[tuple[str, int, str], EventSource] = {}
+        self._lock = threading.RLock()
 
     @property
-    def n_shards(self) -> int:
-        return -(-self.n_events // self.shard_size)
+    def hash(self) -> str:
+        """The bundle's hash (:attr:`eventgen.bundle.Bundle.hash`)."""
+        if not self._hash and self._bundle is not None:
+            self._hash = self._bundle.hash
+        return self._hash
 
-    def span(self, k: int) -> tuple[int, int]:
-        """Events ``[start, stop)`` of shard ``k``."""
-        return k * self.shard_size, min((k + 1) * self.shard_size, self.n_events)
+    def __reduce__(self) -> tuple[Callable[[str, str], SharedBundle], tuple[str, str]]:
+        if not self.path:
+            raise BundleError("the bundle was never saved, so no other process can load it; save it first")
+        return shared_bundle, (self.path, self.hash)
 
-    def file_name(self, k: int) -> str:
-        return f"part-{k:05d}{writer_format(self.fmt).suffix}"
+    @property
+    def bundle(self) -> Any:
+        """The bundle, loaded (and checked against the hash) at the first use in a process it was sent to."""
+        with self._lock:
+            if self._bundle is None:
+                from eventgen.bundle import Bundle
 
-    def run_record(self, meta: dict[str, Any]) -> dict[str, Any]:
-        """What must match for a dataset to be resumed."""
-        return {**meta, "shard_size": self.shard_size, "format": self.fmt}
+                bundle = Bundle.load(self.path)
+                if bundle.hash != self._hash:
+                    raise BundleError(
+                        f"the bundle at {self.path!r} in this process has hash {bundle.hash[:12]}, the run's has "
+                        f"{self._hash[:12]}; give every worker the same bundle files"
+                    )
+                self._bundle = bundle
+            return self._bundle
 
-    def missing(self, manifest: dict[str, Any]) -> list[int]:
-        done = {s["index"] for s in manifest["shards"]}
-        return [k for k in range(self.n_shards) if k not in done]
-
-
-def write_shard(
-    source: EventSource,
-    directory: Path,
-    plan: ShardPlan,
-    k: int,
-    meta: dict[str, Any],
-    batch_size: int,
-    workers: int,
-    compression: str | None,
-    advance: Callable[[int], Any] = lambda n: None,
-) -> dict[str, Any]:
-    """Generate shard ``k`` into its file (temporary name, then rename); returns its manifest entry."""
-    from eventgen.bundle import file_sha256
-
-    start, stop = plan.span(k)
-    path = directory / plan.file_name(k)
-    shard_meta = {**meta, "shard": k, "first_event": start}
-    with _Writer(path, source.schema, shard_meta, plan.fmt, compression, True) as writer:
-        for batch in source.events(start, stop, batch_size, workers):
-            writer.put(batch)
-            advance(len(batch))
-    return {"index": k, "file": path.name, "n_events": stop - start, "sha256": file_sha256(path)}
+    def source(self, options: GenerateOptions) -> EventSource:
+        """The event source of ``options``' sampling, seed and device."""
+        key = (repr(options.sampling), options.seed, options.device)
+        with self._lock:
+            if key not in self._sources:
+                self._sources[key] = EventSource(self.bundle, options.sampling, options.seed, options.device)
+            return self._sources[key]
 
 
-def prepare_dataset(directory: Path, run: dict[str, Any], resume: bool, overwrite: bool) -> dict[str, Any]:
-    """Create (or, with ``resume``, reopen) a dataset directory; returns its manifest."""
-    path = directory / MANIFEST
-    if directory.exists() and resume and path.exists():
-        manifest = json.loads(path.read_text())
-        if manifest["run"] != run:
-            changed = sorted(k for k in run if manifest["run"].get(k) != run[k])
-            raise OutputError(
-                f"cannot resume {str(directory)!r}: the run differs in {changed}; "
-                "repeat the original settings or write to a new directory"
-            )
-        for stale in directory.glob(".*.tmp"):  # half-written shards of the killed run
-            stale.unlink()
-        return manifest
-    if directory.exists() and any(directory.iterdir()):
-        if not overwrite:
-            raise OutputError(
-                f"output {str(directory)!r} exists already; pass --resume to continue it, "
-                "--overwrite to replace it, or choose another name"
-            )
-        for child in directory.iterdir():
-            if child.is_file() and (child.name.startswith(("part-", ".part-")) or child.name == MANIFEST):
-                child.unlink()
-    if not directory.parent.exists():
-        raise OutputError(f"output folder {str(directory.parent)!r} does not exist; create it first")
-    directory.mkdir(exist_ok=True)
-    manifest = {"format": "eventgen-dataset", "run": run, "shards": []}
-    _write_json_atomic(path, manifest)
-    return manifest
+# This process's bundles loaded for tasks from other processes, by directory and hash.
+_SHARED: dict[tuple[str, str], SharedBundle] = {}
+_SHARED_LOCK = threading.Lock()
 
 
-def record_shard(directory: Path, info: dict[str, Any]) -> None:
-    """Add a committed shard's entry (from :func:`write_shard`) to the manifest, atomically."""
-    manifest_path = directory / MANIFEST
-    manifest = json.loads(manifest_path.read_text())
-    manifest["shards"] = [s for s in manifest["shards"] if s["index"] != info["index"]]
-    manifest["shards"].append(info)
-    manifest["shards"].sort(key=lambda s: s["index"])
-    _write_json_atomic(manifest_path, manifest)
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+def shared_bundle(path: str, bundle_hash: str) -> SharedBundle:
+    """This process's :class:`SharedBundle` of the bundle saved at ``path`` with hash ``bundle_hash``."""
+    with _SHARED_LOCK:
+        if (path, bundle_hash) not in _SHARED:
+            _SHARED[path, bundle_hash] = SharedBundle(path=path, bundle_hash=bundle_hash)
+        return _SHARED[path, bundle_hash]
 
 
 class _Writer:

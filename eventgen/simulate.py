@@ -31,7 +31,9 @@ shard_size) and never on the number of worker processes.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
+import functools
 import logging
 import multiprocessing
 import os
@@ -43,6 +45,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from eventgen.dataset import ShardPlan, run_shards
 from eventgen.errors import ConfigError, EventgenError
 from eventgen.schema import BUILTIN_SCHEMAS, Schema
 
@@ -224,57 +227,60 @@ def simulate(
     workers: int | None = None,
     progress: bool = False,
     shard_size: int | None = None,
+    *,
+    executor: concurrent.futures.Executor | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Simulate ``n_events`` events in shards of ``shard_size`` on ``workers`` processes.
+    """Simulate ``n_events`` events in shards of ``shard_size``, one task per shard.
 
+    The shards run on ``executor`` (for example a Dask cluster's, see
+    :class:`eventgen.distributed.DaskExecutor`), else on a pool of ``workers`` processes made for
+    the run (default: all CPU cores; one runs them in this process).
     Returns float32 ``(n_events, n_columns)`` in the order of ``schema_for(settings.process)``
     and a provenance dict (settings, Pythia lines, package versions, seed, cross-section in
     mb and pb, tried and accepted counts, per-shard info). The output is identical for any
-    ``workers`` (default: all CPU cores); it depends on ``shard_size`` (default:
+    executor and number of workers; it depends on ``shard_size`` (default:
     ``DEFAULT_SHARD_SIZE[settings.process]``), which is recorded.
     """
-    if n_events < 0:
-        raise ConfigError(f"n_events must be >= 0, found {n_events}")
-    shard_size = DEFAULT_SHARD_SIZE[settings.process] if shard_size is None else shard_size
-    if shard_size < 1:
-        raise ConfigError(f"shard_size must be >= 1, found {shard_size}")
+    plan = ShardPlan(n_events, DEFAULT_SHARD_SIZE[settings.process] if shard_size is None else shard_size)
     if workers is not None and workers < 1:
         raise ConfigError(f"workers must be >= 1 (or None for all cores), found {workers}")
-    sizes = [min(shard_size, n_events - start) for start in range(0, n_events, shard_size)]
-    n_workers = max(1, min(workers or os.cpu_count() or 1, len(sizes)))
+    if workers is not None and executor is not None:
+        raise ConfigError("pass either workers (a local process pool) or an executor, not both")
+    n_workers = max(1, min(workers or os.cpu_count() or 1, plan.n_shards))
     logger.info(
-        "simulating %d %s events in %d shards on %d workers",
+        "simulating %d %s events in %d shards on %s",
         n_events,
         settings.process,
-        len(sizes),
-        n_workers,
+        plan.n_shards,
+        f"{n_workers} workers" if executor is None else type(executor).__name__,
     )
     from tqdm import tqdm
 
-    results: list[tuple[np.ndarray, dict[str, Any]] | None] = [None] * len(sizes)
-    with tqdm(total=n_events, unit="ev", disable=not progress, desc=f"simulate {settings.process}") as bar:
-        if n_workers == 1:
-            for k, size in enumerate(sizes):
-                results[k] = simulate_shard(settings, size, seed, k)
-                bar.update(size)
-        else:
+    task = functools.partial(_simulate_shard, settings, seed, plan)
+    results: list[tuple[np.ndarray, dict[str, Any]]] = []
+    with contextlib.ExitStack() as stack:
+        if executor is None and n_workers > 1:
             context = multiprocessing.get_context("forkserver")
-            with concurrent.futures.ProcessPoolExecutor(n_workers, mp_context=context) as pool:
-                futures = {
-                    pool.submit(simulate_shard, settings, size, seed, k): k for k, size in enumerate(sizes)
-                }
-                try:
-                    for future in concurrent.futures.as_completed(futures):
-                        k = futures[future]
-                        results[k] = future.result()
-                        bar.update(sizes[k])
-                except BaseException:
-                    pool.shutdown(wait=False, cancel_futures=True)  # fail fast, e.g. on a bad setting
-                    raise
-    done = [r for r in results if r is not None]
+            executor = stack.enter_context(
+                concurrent.futures.ProcessPoolExecutor(n_workers, mp_context=context)
+            )
+        bar = stack.enter_context(
+            tqdm(total=n_events, unit="ev", disable=not progress, desc=f"simulate {settings.process}")
+        )
+        shards = stack.enter_context(contextlib.closing(run_shards(task, range(plan.n_shards), executor)))
+        for result in shards:  # fails fast, e.g. on a bad setting: the shards not started are cancelled
+            results.append(result)
+            bar.update(result[1]["n_events"])
+    results.sort(key=lambda r: r[1]["shard_index"])
     n_columns = len(schema_for(settings.process))
-    events = np.concatenate([r[0] for r in done]) if done else np.zeros((0, n_columns), np.float32)
-    return events, _provenance(settings, seed, shard_size, [r[1] for r in done])
+    events = np.concatenate([r[0] for r in results]) if results else np.zeros((0, n_columns), np.float32)
+    return events, _provenance(settings, seed, plan.shard_size, [r[1] for r in results])
+
+
+def _simulate_shard(
+    settings: SimulationSettings, seed: int, plan: ShardPlan, k: int
+) -> tuple[np.ndarray, dict[str, Any]]:
+    return simulate_shard(settings, plan.size(k), seed, k)
 
 
 def _provenance(

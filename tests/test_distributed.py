@@ -1,4 +1,5 @@
-"""Distributed execution: same dataset as one process, survives a killed worker, resumes, reads back."""
+"""Distributed execution: same dataset as one process, survives a killed worker, resumes, reads back;
+the CLI runs on Dask when asked to and fails in one line when the scheduler is unreachable."""
 
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
+import eventgen.distributed  # noqa: E402
 from eventgen.bundle import Bundle, file_sha256  # noqa: E402
-from eventgen.distributed import cluster_client, generate_distributed, simulate_distributed  # noqa: E402
+from eventgen.cli import main  # noqa: E402
+from eventgen.dataset import MANIFEST  # noqa: E402
+from eventgen.distributed import DaskExecutor, cluster_client  # noqa: E402
 from eventgen.errors import ConfigError  # noqa: E402
 from eventgen.fit import fit  # noqa: E402
-from eventgen.generate import MANIFEST, generate  # noqa: E402
+from eventgen.generate import generate  # noqa: E402
 from eventgen.io import read_events  # noqa: E402
 from eventgen.model import ModelSettings  # noqa: E402
 from eventgen.train import TrainSettings  # noqa: E402
@@ -82,8 +86,9 @@ def test_same_dataset_as_one_process(
     bundle: Bundle, reference: Path, client: distributed.Client, tmp_path: Path
 ) -> None:
     out = tmp_path / "data"
-    result = generate_distributed(
-        bundle.path, N_EVENTS, out, seed=SEED, shard_size=SHARD, batch_size=20_000, client=client
+    executor = client.get_executor()  # any concurrent.futures executor on the cluster
+    result = generate(
+        bundle, N_EVENTS, out, seed=SEED, shard_size=SHARD, batch_size=20_000, executor=executor
     )
     assert result.n_generated == N_EVENTS and result.shards == 4
     assert _manifest(out)["run"] == _manifest(reference)["run"]
@@ -101,8 +106,15 @@ def test_resume_writes_only_missing_shards(
     (out / MANIFEST).write_text(json.dumps(manifest))
     (out / "part-00002.parquet").unlink()
     (out / ".part-00002.parquet.99999.tmp").write_bytes(b"half a shard")  # of the killed run
-    result = generate_distributed(
-        bundle.path, N_EVENTS, out, seed=SEED, shard_size=SHARD, resume=True, client=client, progress=True
+    result = generate(
+        bundle,
+        N_EVENTS,
+        out,
+        seed=SEED,
+        shard_size=SHARD,
+        resume=True,
+        executor=DaskExecutor(client),
+        progress=True,
     )
     assert result.n_generated == SHARD  # shard 2 only
     _assert_complete(out, 4)
@@ -137,7 +149,7 @@ def test_killed_worker_has_its_shard_rerun(
     killer = threading.Thread(target=kill_a_worker_after_two_shards)
     killer.start()
     try:
-        generate_distributed(bundle.path, n_events, out, seed=SEED, shard_size=shard, client=client)
+        generate(bundle, n_events, out, seed=SEED, shard_size=shard, executor=DaskExecutor(client))
     finally:
         killer.join()
     assert recorded_at_kill and recorded_at_kill[0] < 15  # the worker died while the run was going on
@@ -167,7 +179,7 @@ def test_simulate_same_as_one_process(client: distributed.Client) -> None:
     from eventgen.simulate import SimulationSettings, simulate
 
     settings = SimulationSettings.for_process("zll")
-    events, provenance = simulate_distributed(settings, 300, seed=4, shard_size=100, client=client)
+    events, provenance = simulate(settings, 300, seed=4, shard_size=100, executor=DaskExecutor(client))
     expected, expected_provenance = simulate(settings, 300, seed=4, workers=1, shard_size=100)
     np.testing.assert_array_equal(events, expected)
     timing = {"init_s", "generate_s", "reconstruct_s", "peak_rss_mib"}
@@ -181,14 +193,66 @@ def test_simulate_same_as_one_process(client: distributed.Client) -> None:
 def test_needs_dask(bundle: Bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(ConfigError, match=r"eventgen\[distributed\]"):
-        generate_distributed(bundle.path, 10, tmp_path / "data", workers=2)
+        DaskExecutor(workers=2)
     with pytest.raises(ConfigError, match=r"eventgen\[distributed\]"), cluster_client(workers=2):
         pass
 
 
-def test_workers_and_scheduler_exclude_each_other() -> None:
+def test_workers_and_scheduler_exclude_each_other(client: distributed.Client) -> None:
     with (
         pytest.raises(ConfigError, match="either --workers"),
         cluster_client(workers=2, scheduler="tcp://x:1"),
     ):
         pass
+    with pytest.raises(ConfigError, match="either --workers"):
+        DaskExecutor(workers=2, scheduler="tcp://x:1")
+    with pytest.raises(ConfigError, match="either a client or workers"):
+        DaskExecutor(client, workers=2)
+
+
+@pytest.mark.parametrize("command", ["simulate", "generate"])
+def test_unreachable_scheduler_is_a_one_line_error(
+    command: str, bundle: Bundle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dask
+
+    args = {
+        "simulate": ["simulate", "ttbar", "-n", "10", "-o", str(tmp_path / "t.parquet"), "--dask"],
+        "generate": ["generate", str(bundle.path), "-n", "10", "-o", str(tmp_path / "t")],
+    }[command]
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        code = main([*args, "--scheduler", "tcp://127.0.0.1:1", "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith(
+        f"eventgen {command}: error: cannot reach the Dask scheduler at 'tcp://127.0.0.1:1'"
+    )
+    assert len(err.splitlines()) == 1
+    assert not list(tmp_path.glob("t*/part-*")) and not (tmp_path / "t.parquet").exists()  # nothing ran here
+
+
+@pytest.mark.pythia
+def test_cli_simulate_runs_on_dask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("pythia8mc")
+    from eventgen.simulate import SimulationSettings, simulate
+
+    made: list[dict[str, object]] = []
+    submitted: list[object] = []
+
+    class Recording(DaskExecutor):
+        def __init__(self, **kwargs: object) -> None:
+            made.append(kwargs)
+            super().__init__(**kwargs)  # type: ignore[arg-type]
+
+        def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+            submitted.append(args)
+            return super().submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(eventgen.distributed, "DaskExecutor", Recording)
+    out = tmp_path / "zll.parquet"
+    assert (
+        main(["simulate", "zll", "-n", "200", "--seed", "4", "-o", str(out), "--dask", "--workers", "1"]) == 0
+    )
+    assert made == [{"workers": 1, "scheduler": None}] and len(submitted) == 1
+    expected, _ = simulate(SimulationSettings.for_process("zll"), 200, seed=4, workers=1)
+    np.testing.assert_array_equal(read_events(out).data, expected)

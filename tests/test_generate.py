@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import multiprocessing
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +19,10 @@ import pytest
 
 from eventgen.bundle import Bundle
 from eventgen.cleanup import physicality
-from eventgen.errors import ConfigError, OutputError
+from eventgen.dataset import MANIFEST
+from eventgen.errors import BundleError, ConfigError, OutputError
 from eventgen.fit import BufferSettings, fit
-from eventgen.generate import MANIFEST, Sampling, generate
+from eventgen.generate import GenerateOptions, Sampling, SharedBundle, generate, shared_bundle
 from eventgen.io import read_events, read_metadata
 from eventgen.model import ModelSettings
 from eventgen.train import TrainSettings
@@ -87,6 +92,39 @@ def test_shards_equal_the_single_file_and_the_prefix(bundle: Bundle, tmp_path: P
     np.testing.assert_array_equal(read_events(tmp_path / "short.h5").data, single[:9_000])
 
 
+@pytest.mark.slow
+def test_same_dataset_on_any_executor_and_from_the_options_object(bundle: Bundle, tmp_path: Path) -> None:
+    generate(bundle, 25_000, tmp_path / "here", seed=4, shard_size=7_000, device="cpu")
+    options = GenerateOptions(seed=4, shard_size=7_000, device="cpu", batch_size=3000)
+    with ThreadPoolExecutor(2) as pool:
+        result = generate(bundle, 25_000, tmp_path / "threads", options, executor=pool)
+    assert (result.n_generated, result.shards) == (25_000, 4)
+    spawn = multiprocessing.get_context("spawn")  # a fresh process: it loads the bundle from its directory
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        generate(bundle, 25_000, tmp_path / "processes", options, executor=pool)
+    here = _dataset(tmp_path / "here")
+    for name in ("threads", "processes"):
+        manifest = json.loads((tmp_path / name / MANIFEST).read_text())
+        assert manifest["run"] == json.loads((tmp_path / "here" / MANIFEST).read_text())["run"]
+        np.testing.assert_array_equal(_dataset(tmp_path / name), here)
+
+
+def test_shared_bundle_travels_by_directory_and_hash(bundle: Bundle) -> None:
+    shared = SharedBundle(bundle)
+    elsewhere = pickle.loads(pickle.dumps(shared))
+    assert elsewhere is shared_bundle(shared.path, bundle.hash)  # one per process, loaded at first use
+    assert pickle.loads(pickle.dumps(shared)) is elsewhere
+    assert elsewhere.bundle.hash == bundle.hash and elsewhere.bundle is not bundle
+    options = GenerateOptions(seed=1, device="cpu")
+    assert elsewhere.source(options) is elsewhere.source(options)
+    with pytest.raises(
+        BundleError, match="has hash .* the run's has 000000000000; give every worker the same"
+    ):
+        _ = shared_bundle(shared.path, "0" * 64).bundle
+    with pytest.raises(BundleError, match="never saved, so no other process can load it"):
+        pickle.dumps(SharedBundle(dataclasses.replace(bundle, path=None)))
+
+
 def test_dataset_reads_with_pyarrow_and_pandas(bundle: Bundle, tmp_path: Path) -> None:
     import pandas as pd
     import pyarrow.dataset as ds
@@ -127,6 +165,14 @@ def test_errors(bundle: Bundle, tmp_path: Path) -> None:
         generate(bundle, 0, tmp_path / "z.parquet", device="cpu")
     with pytest.raises(ConfigError, match="gamma must be >= 0"):
         Sampling(gamma=-1.0)
+    with pytest.raises(ConfigError, match="the batch size must be at least 1, found 0"):
+        generate(bundle, 100, tmp_path / "b.parquet", batch_size=0, device="cpu")
+    with ThreadPoolExecutor(1) as pool:
+        with pytest.raises(OutputError, match="on an executor .* writes a dataset of shards"):
+            generate(bundle, 100, tmp_path / "e.parquet", device="cpu", executor=pool)
+        with pytest.raises(BundleError, match="load the bundle from its directory; save the bundle first"):
+            generate(dataclasses.replace(bundle, path=None), 100, tmp_path / "e", device="cpu", executor=pool)
+    assert not (tmp_path / "e.parquet").exists() and not (tmp_path / "e").exists()
 
 
 def test_resume_after_sigkill_gives_the_uninterrupted_events(bundle: Bundle, tmp_path: Path) -> None:

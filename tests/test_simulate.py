@@ -6,6 +6,7 @@ Samples are small (a few hundred events) so the module runs in well under a minu
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +86,14 @@ def test_schema_for_and_seeds() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "match"), [({"shard_size": 0}, "shard_size"), ({"workers": 0}, "workers")]
+    ("kwargs", "match"),
+    [
+        ({"shard_size": 0}, "shard_size"),
+        ({"workers": 0}, "workers"),
+        ({"workers": 2, "executor": ThreadPoolExecutor(1)}, "either workers .* or an executor, not both"),
+    ],
 )
-def test_simulate_argument_errors(kwargs: dict[str, int], match: str) -> None:
+def test_simulate_argument_errors(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         simulate(SimulationSettings(), 10, seed=0, **kwargs)
 
@@ -135,11 +141,16 @@ def test_shape_dtype_and_provenance(sample: str, request: pytest.FixtureRequest)
 
 
 @pytest.mark.pythia
-def test_identical_for_any_worker_count_and_per_shard(ttbar: tuple[np.ndarray, dict[str, Any]]) -> None:
+def test_identical_for_any_worker_count_executor_and_per_shard(
+    ttbar: tuple[np.ndarray, dict[str, Any]],
+) -> None:
     events, _ = ttbar
     settings = SimulationSettings.for_process("ttbar")
     again, _ = simulate(settings, 80, seed=11, workers=1, shard_size=SHARD)
     np.testing.assert_array_equal(again, events[:80])
+    with ThreadPoolExecutor(1) as pool:  # any executor
+        on_pool, _ = simulate(settings, 80, seed=11, shard_size=SHARD, executor=pool)
+    np.testing.assert_array_equal(on_pool, events[:80])
     shard, info = simulate_shard(settings, SHARD, seed=11, shard_index=2)
     np.testing.assert_array_equal(shard, events[2 * SHARD : 3 * SHARD])
     assert info["pythia_seed"] == pythia_seed(11, 2)
