@@ -95,7 +95,6 @@ def fit(
         weights=weights,
     ).fit(mu, sigma, seed=seed)
     cleanup = PhysicsCleanup().fit(table.data, table.schema)
-    best = result.history[result.best_epoch - 1] if result.history else {}
     metadata = {
         "training": {
             "seed": seed,
@@ -104,7 +103,7 @@ def fit(
             "buffer_settings": asdict(buffer_settings),
             "history": result.history,
             "best_epoch": result.best_epoch,
-            "best": best,
+            "best": result.best,
             "stopped_early": result.stopped_early,
             "n_train": int(result.train_index.size),
             "n_validation": int(result.val_index.size),

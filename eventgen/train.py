@@ -102,8 +102,9 @@ class TrainResult:
 
     ``model`` is the best-validation model, on CPU in eval mode. ``history`` has one dict per
     epoch run (keys: epoch, train_loss, train_mse, train_kl, val_loss, val_mse, val_kl, lr,
-    seconds, events_per_second). ``train_index`` and ``val_index`` (sorted int64 arrays) are
-    the rows of the input used for training and validation.
+    seconds, events_per_second), indexed by epoch from 0; ``best_epoch`` is the index of the
+    best model's epoch and :attr:`best` its entry. ``train_index`` and ``val_index`` (sorted
+    int64 arrays) are the rows of the input used for training and validation.
     """
 
     model: BetaVAE
@@ -113,6 +114,11 @@ class TrainResult:
     val_index: np.ndarray
     stopped_early: bool = False
     device: str = "cpu"
+
+    @property
+    def best(self) -> dict[str, float]:
+        """The history entry of the best epoch (``{}`` when no epoch ran)."""
+        return dict(self.history[self.best_epoch]) if self.history else {}
 
     @property
     def events_per_second(self) -> float:

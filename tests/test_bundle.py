@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from eventgen.bundle import Bundle
+from eventgen.bundle import Bundle, describe_bundle, read_bundle_metadata
 from eventgen.errors import BundleError, OutputError
 from eventgen.fit import BufferSettings, fit
 from eventgen.io import read_events
@@ -34,6 +34,11 @@ def test_fit_gives_a_complete_bundle(bundle: Bundle) -> None:
     assert bundle.buffer.mu_.shape == (3000, SMALL_MODEL.latent_dim)
     training = bundle.metadata["training"]
     assert len(training["history"]) == 2 and training["seed"] == 3
+    best = min(training["history"], key=lambda h: h["val_loss"])  # the best-validation epoch's losses
+    assert training["best_epoch"] == best["epoch"] and training["best"] == best
+    assert f"best {best['epoch']}: val loss {best['val_loss']:.5g}" in describe_bundle(
+        bundle.path, read_bundle_metadata(bundle.path)
+    )
     assert bundle.metadata["provenance"]["data_provenance"]["seed"] == 11  # the simulation's provenance
     assert len(bundle.hash) == 64
 

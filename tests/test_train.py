@@ -99,6 +99,7 @@ def test_training_learns_a_simple_dataset() -> None:
     assert min(val) < 0.2 < 0.9 < val[0] + 0.9  # unit-variance features: 0.2 means most variance is explained
     assert min(val) < 0.3 * val[0]
     assert result.history[result.best_epoch]["val_loss"] == min(h["val_loss"] for h in result.history)
+    assert result.best == result.history[result.best_epoch]
     assert not result.model.training and next(result.model.parameters()).device.type == "cpu"
 
 
@@ -138,7 +139,7 @@ def test_plateau_halves_lr_then_stops_early() -> None:
         device="cpu",
     )
     result = train(manifold(), TINY, settings, seed=0)
-    assert result.stopped_early and result.best_epoch == 0
+    assert result.stopped_early and result.best_epoch == 0 and result.best == result.history[0]
     assert len(result.history) == 5
     assert [h["lr"] for h in result.history] == pytest.approx([1e-20, 1e-20, 1e-20, 5e-21, 5e-21], rel=1e-12)
 
