@@ -36,7 +36,7 @@ def check_events(schema: Schema, events: np.ndarray, what: str) -> np.ndarray:
     if events.ndim != 2 or events.shape[1] != n_columns:
         raise InputError(
             f"{what} needs events of shape (n, {n_columns}) in the columns of schema {schema.name!r}, "
-            f"found shape {events.shape}; map other layouts first with eventgen.toolkit.to_schema"
+            f"found shape {events.shape}; map other layouts first with eventgen.anomaly.to_schema"
         )
     return np.ascontiguousarray(events, dtype=np.float32)
 
