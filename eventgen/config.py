@@ -57,16 +57,6 @@ def from_mapping(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def to_mapping(obj: Any) -> dict[str, Any]:
-    """A dataclass as a plain (YAML/JSON-friendly) mapping."""
-    return dataclasses.asdict(obj)
-
-
-def replace(obj: T, **changes: Any) -> T:
-    """``dataclasses.replace`` that ignores ``None`` values (unset CLI overrides)."""
-    return dataclasses.replace(obj, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[type-var]
-
-
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     origin = get_origin(hint)
     if dataclasses.is_dataclass(hint):

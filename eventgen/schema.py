@@ -18,7 +18,6 @@ from eventgen.errors import ConfigError, InputError
 
 ColumnKind = Literal["energy", "pt", "eta", "phi", "count", "generic"]
 COLUMN_KINDS: tuple[str, ...] = get_args(ColumnKind)
-KINEMATIC_FIELDS: tuple[str, ...] = ("e", "pt", "eta", "phi")
 _DEFAULT_UNITS = {"energy": "GeV", "pt": "GeV", "eta": "", "phi": "rad", "count": "", "generic": ""}
 
 
