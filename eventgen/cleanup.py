@@ -177,39 +177,3 @@ def wrap_phi(phi: np.ndarray) -> np.ndarray:
     wrapped = (np.mod(phi + np.pi, 2 * np.pi) - np.pi).astype(phi.dtype, copy=False)
     wrapped = np.where(wrapped <= -pi, pi, wrapped)
     return np.where((phi > -pi) & (phi <= pi), phi, wrapped)
-
-
-def physicality(
-    events: np.ndarray, schema: Schema, pt_min: dict[str, float] | None = None
-) -> dict[str, float]:
-    """Fractions of events passing the prior art's physicality checks.
-
-    Returns ``{"energy": ..., "ordering": ..., "zero_fill": ..., "all": ...}``: E ≥ pT·cosh η
-    for present objects (relative tolerance 1e-4), pT ordering within each family, and
-    absent objects exactly zero in every column (with ``pt_min`` per family, a present
-    object below its family's threshold counts as a failed zero fill).
-    """
-    ok_energy = np.ones(len(events), bool)
-    ok_order = np.ones(len(events), bool)
-    ok_zero = np.ones(len(events), bool)
-    for family, (objects, _count) in schema.families().items():
-        prev = None
-        threshold = (pt_min or {}).get(family, 0.0)
-        for o in objects:
-            pt = events[:, o.pt]
-            present = pt > 0
-            ok_zero &= ~present | (pt >= threshold)
-            if o.e >= 0 and o.eta >= 0:
-                need = pt * np.cosh(events[:, o.eta])
-                ok_energy &= ~present | (events[:, o.e] >= need * (1 - 1e-4))
-            cols = [c for c in (o.e, o.pt, o.eta, o.phi) if c >= 0]
-            ok_zero &= present | np.all(events[:, cols] == 0, axis=1)
-            if prev is not None:
-                ok_order &= prev >= pt
-            prev = pt
-    return {
-        "energy": float(ok_energy.mean()),
-        "ordering": float(ok_order.mean()),
-        "zero_fill": float(ok_zero.mean()),
-        "all": float((ok_energy & ok_order & ok_zero).mean()),
-    }

@@ -14,6 +14,7 @@ Large inputs are subsampled without replacement to ``max_events`` from the seed.
 - :func:`frechet_distance`, :func:`mmd`: multivariate distances on standardised features.
 - :func:`classifier_auc`: a classifier two-sample test (0.5 = indistinguishable).
 - :func:`holes_fraction`: the prior art's empty-bin fraction of a φ_j1 vs φ_j2 histogram.
+- :func:`physicality`: fractions of events passing the prior art's physicality checks.
 - :func:`memorisation`: nearest-neighbour distances to training vs held-out events.
 - :func:`compare`: all of the above but memorisation, as a JSON-serialisable dict.
 
@@ -291,6 +292,42 @@ def holes_fraction(phi1: np.ndarray, phi2: np.ndarray, bins: int = 400) -> float
     return float(np.mean(counts == 0))
 
 
+def physicality(
+    events: np.ndarray, schema: Schema, pt_min: dict[str, float] | None = None
+) -> dict[str, float]:
+    """Fractions of events passing the prior art's physicality checks.
+
+    Returns ``{"energy": ..., "ordering": ..., "zero_fill": ..., "all": ...}``: E ≥ pT·cosh η
+    for present objects (relative tolerance 1e-4), pT ordering within each family, and
+    absent objects exactly zero in every column (with ``pt_min`` per family, a present
+    object below its family's threshold counts as a failed zero fill).
+    """
+    ok_energy = np.ones(len(events), bool)
+    ok_order = np.ones(len(events), bool)
+    ok_zero = np.ones(len(events), bool)
+    for family, (objects, _count) in schema.families().items():
+        prev = None
+        threshold = (pt_min or {}).get(family, 0.0)
+        for o in objects:
+            pt = events[:, o.pt]
+            present = pt > 0
+            ok_zero &= ~present | (pt >= threshold)
+            if o.e >= 0 and o.eta >= 0:
+                need = pt * np.cosh(events[:, o.eta])
+                ok_energy &= ~present | (events[:, o.e] >= need * (1 - 1e-4))
+            cols = [c for c in (o.e, o.pt, o.eta, o.phi) if c >= 0]
+            ok_zero &= present | np.all(events[:, cols] == 0, axis=1)
+            if prev is not None:
+                ok_order &= prev >= pt
+            prev = pt
+    return {
+        "energy": float(ok_energy.mean()),
+        "ordering": float(ok_order.mean()),
+        "zero_fill": float(ok_zero.mean()),
+        "all": float((ok_energy & ok_order & ok_zero).mean()),
+    }
+
+
 def memorisation(
     generated: np.ndarray,
     train: np.ndarray,
@@ -381,7 +418,6 @@ def compare(
             f"events have {a.shape[1]} columns, schema {schema.name!r} has {len(schema)}; "
             "pass arrays in the schema's column order"
         )
-    from eventgen.cleanup import physicality
     from eventgen.observables import derived_observables
 
     # one seed per draw, in order: subsampling, each column, each observable (<= 7), 3 multivariate

@@ -3,8 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eventgen.cleanup import PhysicsCleanup, physicality, wrap_phi
+from eventgen.cleanup import PhysicsCleanup, wrap_phi
 from eventgen.errors import InputError
+from eventgen.metrics import physicality
 from eventgen.schema import get_schema
 
 TTBAR = get_schema("ttbar")

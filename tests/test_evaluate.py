@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from eventgen.baselines import baseline_events
-from eventgen.cleanup import physicality
 from eventgen.errors import ConfigError, InputError
 from eventgen.evaluate import evaluate, headline, write_report
 from eventgen.fit import fit
 from eventgen.io import EventTable, read_events, sample_events, write_events
+from eventgen.metrics import physicality
 from eventgen.model import ModelSettings
 from eventgen.train import TrainSettings
 

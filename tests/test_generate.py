@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 
 from eventgen.bundle import Bundle
-from eventgen.cleanup import physicality
 from eventgen.dataset import MANIFEST
 from eventgen.errors import BundleError, ConfigError, OutputError
 from eventgen.fit import BufferSettings, fit
 from eventgen.generate import GenerateOptions, Sampling, SharedBundle, generate, shared_bundle
 from eventgen.io import read_events, read_metadata
+from eventgen.metrics import physicality
 from eventgen.model import ModelSettings
 from eventgen.train import TrainSettings
 

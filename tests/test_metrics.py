@@ -19,6 +19,7 @@ from eventgen.metrics import (
     holes_fraction,
     memorisation,
     mmd,
+    physicality,
     prior_art_chi2,
     wasserstein,
 )
@@ -175,7 +176,7 @@ def test_classifier_auc_with_observables_of_same_distribution_is_one_half(rng: n
     assert abs(auc - 0.5) < 3 * error
 
 
-# --------------------------------------------------------------------------- [DE] holes, memorisation
+# --------------------------------------------------------------------------- [DE] holes, physicality, memorisation
 
 
 @pytest.mark.parametrize(("n", "bins"), [(160_000, 400), (10_000, 100), (30_000, 100)])
@@ -190,6 +191,27 @@ def test_holes_fraction_of_a_collapsed_sample_is_large() -> None:
     phi = np.full(10_000, 0.5)
     assert holes_fraction(phi, phi) == 1 - 1 / 400**2
     assert holes_fraction(np.array([np.pi]), np.array([-np.pi])) == 1 - 1 / 400**2  # edges inside
+
+
+def test_physicality_counts_each_check() -> None:
+    zll = BUILTIN_SCHEMAS["zll"]  # l1 (E, pT, η, φ), l2 (E, pT, η, φ), n_leptons
+    c = math.cosh(1.0)
+    events = np.array(
+        [
+            [50 * c, 50, 1.0, 0.1, 30 * c, 30, 1.0, 0.2, 2],  # physical
+            [40 * c, 50, 1.0, 0.1, 30 * c, 30, 1.0, 0.2, 2],  # l1: E < pT cosh η
+            [30 * c, 30, 1.0, 0.1, 50 * c, 50, 1.0, 0.2, 2],  # l2 harder than l1
+            [50 * c, 50, 1.0, 0.1, 0, 0, 0.3, 0, 1],  # absent l2 with a non-zero η
+            [50 * c, 50, 1.0, 0.1, 5 * c, 5, 1.0, 0.2, 2],  # l2 below a 10 GeV threshold
+        ]
+    )
+    assert physicality(events, zll) == {"energy": 0.8, "ordering": 0.8, "zero_fill": 0.8, "all": 0.4}
+    assert physicality(events, zll, {"l": 10.0}) == {
+        "energy": 0.8,
+        "ordering": 0.8,
+        "zero_fill": 0.6,
+        "all": 0.2,
+    }
 
 
 def test_memorisation_fresh_copied_and_smeared(rng: np.random.Generator) -> None:

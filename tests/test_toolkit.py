@@ -14,7 +14,6 @@ from sklearn.metrics import roc_auc_score
 
 from eventgen.anomaly import add_noise, anomaly_scores, denoise, to_schema, write_scores
 from eventgen.bundle import Bundle
-from eventgen.cleanup import physicality
 from eventgen.errors import ConfigError, InputError, OutputError
 from eventgen.fit import fit
 from eventgen.io import EventTable, read_events, write_events
@@ -31,6 +30,7 @@ from eventgen.latent import (
     traverse,
     write_latent,
 )
+from eventgen.metrics import physicality
 from eventgen.model import ModelSettings
 from eventgen.schema import Column, Schema, get_schema
 from eventgen.train import TrainSettings
