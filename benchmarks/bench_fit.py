@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import wasserstein_distance
 
+from eventgen.decode import EventDecoder
 from eventgen.fit import BufferSettings, fit
 from eventgen.generate import EventSource, Sampling
 from eventgen.io import read_events
 from eventgen.jobs import load_fit_job
-from eventgen.model import decode_numpy, encode_numpy
+from eventgen.latent import encode
 
 
 def w1_over_sigma(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -65,8 +66,8 @@ def main() -> None:
     n = min(len(test), len(train))
     half = n // 2
     reference, truth = test.data[:half], test.data[half : 2 * half]
-    mu, _ = encode_numpy(bundle.model, bundle.preprocessor.transform(reference))
-    recon = bundle.preprocessor.inverse_transform(decode_numpy(bundle.model, mu))
+    mu, _ = encode(bundle, reference)
+    recon = EventDecoder(bundle.model, bundle.preprocessor)(mu)
     recon_clean = bundle.cleanup.apply(recon.copy())
     source = EventSource(bundle, Sampling(), seed=args.seed, device="cpu")
     sampled = next(source.events(0, half, half))

@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from eventgen.anomaly import add_noise, anomaly_scores, denoise, to_schema
+from eventgen.anomaly import anomaly_scores, to_schema
 from eventgen.bundle import Bundle
 from eventgen.cleanup import wrap_phi
 from eventgen.io import EventTable, read_events, write_events
 from eventgen.jobs import load_fit_job
-from eventgen.latent import beta_scan, decode, encode, format_beta_table, write_latent
+from eventgen.latent import add_noise, beta_scan, decode, denoise, encode, format_beta_table, write_latent
 from eventgen.metrics import wasserstein
 from eventgen.schema import Schema
 

@@ -1,4 +1,4 @@
-"""Reconstruction-based uses of a fitted β-VAE (seed talk, slide 7): anomaly scores and denoising.
+"""Anomaly scores of a fitted β-VAE (seed talk, slide 7): how badly an event is reconstructed.
 
 Functions take a fitted :class:`~eventgen.bundle.Bundle` and raw events ``(n_events, n_columns)``
 in the bundle's schema order and return NumPy float32.
@@ -6,7 +6,8 @@ in the bundle's schema order and return NumPy float32.
 - :func:`anomaly_scores`: per-event reconstruction MSE and negative ELBO (outlier detection),
   :func:`write_scores` writes them; :func:`to_schema` maps events of another schema into the
   bundle's layout (Z→ℓℓ events scored by a tt̄ bundle).
-- :func:`denoise`: ``decode(encode(x))`` with clean-up; :func:`add_noise` makes a noisy test set.
+
+Denoising, the reconstruction itself, is :func:`eventgen.latent.denoise`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from eventgen.errors import InputError, OutputError
 from eventgen.io import EventTable, write_events
-from eventgen.latent import check_events, decode, encode
+from eventgen.latent import check_events
 from eventgen.schema import Column, Schema
 
 SCORE_NAMES = ("reconstruction", "neg_elbo")
@@ -64,11 +65,11 @@ def anomaly_scores(bundle: Any, events: np.ndarray) -> dict[str, np.ndarray]:
 
     Events must be valid input of the preprocessing (non-negative energies and pT).
     """
-    from eventgen.model import decode_numpy, encode_numpy
+    from eventgen.model import encode_numpy, reconstruction_error_numpy
 
     x = bundle.preprocessor.transform(check_events(bundle.schema, events, "anomaly_scores"))
     mu, sigma = encode_numpy(bundle.model, x)
-    mse = np.mean((decode_numpy(bundle.model, mu) - x).astype(np.float64) ** 2, axis=1)
+    mse = reconstruction_error_numpy(bundle.model, x).astype(np.float64)
     var = np.maximum(sigma.astype(np.float64), np.finfo(np.float32).tiny) ** 2
     kl = -0.5 * np.sum(1.0 + np.log(var) - mu.astype(np.float64) ** 2 - var, axis=1)
     beta = float(bundle.model_settings.beta)
@@ -102,37 +103,3 @@ def write_scores(
     schema = Schema("scores", tuple(Column(name, "generic") for name in ("event", *SCORE_NAMES)))
     data = np.column_stack([ids, *(scores[k] for k in SCORE_NAMES)]).astype(np.float32)
     return write_events(path, data, schema, metadata, overwrite=overwrite)
-
-
-def denoise(bundle: Any, events: np.ndarray) -> np.ndarray:
-    """``decode(encode(events))``: the reconstruction of ``(n_events, n_columns)`` through μ, cleaned."""
-    return decode(bundle, encode(bundle, events)[0])
-
-
-def add_noise(
-    events: np.ndarray, schema: Schema, rng: np.random.Generator, relative: float = 0.1, angle: float = 0.05
-) -> np.ndarray:
-    """A smeared copy of ``events`` ``(n_events, n_columns)``: known Gaussian noise for denoising tests.
-
-    Energy and pT columns of present objects (pT > 0) and a standalone MET are multiplied by
-    ``1 + relative·N(0, 1)`` (floored at 0), η and φ of present objects shifted by
-    ``angle·N(0, 1)`` (φ wrapped); absent objects and count columns are untouched.
-    """
-    from eventgen.cleanup import wrap_phi
-
-    out = np.array(events, dtype=np.float32, copy=True)
-    owner = {i: c.obj for i, c in enumerate(schema.columns)}
-    pts = {o.name: o.pt for o in schema.objects()}
-    for j, column in enumerate(schema.columns):
-        if column.kind == "count" or column.kind == "generic":
-            continue
-        pt_col = pts.get(owner[j]) if owner[j] is not None else j
-        present = out[:, pt_col] > 0 if pt_col is not None else np.ones(len(out), bool)
-        noise = rng.standard_normal(len(out)).astype(np.float32)
-        if column.kind in ("energy", "pt"):
-            out[:, j] = np.where(present, np.maximum(out[:, j] * (1 + relative * noise), 0), out[:, j])
-        else:
-            out[:, j] = np.where(present, out[:, j] + angle * noise, out[:, j])
-            if column.kind == "phi":
-                out[:, j] = wrap_phi(out[:, j])
-    return out

@@ -427,9 +427,9 @@ def _decode(args: argparse.Namespace) -> None:
 
 @command("denoise")
 def _denoise(args: argparse.Namespace) -> None:
-    from eventgen.anomaly import denoise
     from eventgen.bundle import Bundle
     from eventgen.io import check_output, write_events
+    from eventgen.latent import denoise
 
     check_output(args.output, args.overwrite)
     bundle = Bundle.load(args.bundle)

@@ -65,7 +65,7 @@ class EventDecoder:
         return kind == "residual", weight, linear.bias.detach().clone().to(self.device), act_fn
 
     @torch.inference_mode()
-    def decode_chunk(self, z: torch.Tensor) -> torch.Tensor:
+    def _decode_chunk(self, z: torch.Tensor) -> torch.Tensor:
         """One chunk ``(m, latent_dim)`` on the device -> events ``(m, n_features)`` on the device."""
         h: torch.Tensor | None = None
         scratch = torch.empty((z.shape[0], self._width), dtype=z.dtype, device=z.device)
@@ -99,7 +99,7 @@ class EventDecoder:
         if self.device.type == "cpu":
             with torch.inference_mode():
                 for start in range(0, n, CHUNK):
-                    out[start : start + CHUNK] = self.decode_chunk(zt[start : start + CHUNK]).numpy()
+                    out[start : start + CHUNK] = self._decode_chunk(zt[start : start + CHUNK]).numpy()
             return out
         # GPU: pinned host buffers and non-blocking copies both ways, one synchronisation per call
         zt = zt.pin_memory()
@@ -107,7 +107,7 @@ class EventDecoder:
         with torch.inference_mode():
             for start in range(0, n, CHUNK):
                 chunk = zt[start : start + CHUNK].to(self.device, non_blocking=True)
-                host[start : start + CHUNK].copy_(self.decode_chunk(chunk), non_blocking=True)
+                host[start : start + CHUNK].copy_(self._decode_chunk(chunk), non_blocking=True)
             torch.cuda.synchronize(self.device)
         out[:] = host.numpy()
         return out

@@ -6,8 +6,10 @@ encoder ends in two linear heads (``mu`` and ``logvar``, each ``latent_dim`` wid
 decoder in a linear output layer (optionally ``tanh``, as the prior art had).
 
 Torch stays here and in :mod:`eventgen.train`; callers from other stages use
-:func:`encode_numpy`, :func:`decode_numpy` and :func:`reconstruction_error_numpy`, which
-take and return NumPy float32.
+:func:`encode_numpy` and :func:`reconstruction_error_numpy`, which take and return NumPy
+float32, in the preprocessed space. Decoding latent points to events is
+:class:`eventgen.decode.EventDecoder` (raw scale, for generation) and
+:func:`eventgen.latent.decode` (raw scale and cleaned, for users of a bundle).
 """
 
 from __future__ import annotations
@@ -192,15 +194,9 @@ def encode_numpy(model: BetaVAE, x: np.ndarray, batch_size: int = 4096) -> tuple
     return mu, sigma
 
 
-def decode_numpy(model: BetaVAE, z: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """Decode latent points ``(n, latent_dim)`` to preprocessed events ``(n, n_features)`` float32."""
-    parts = _chunked(model, z, model.settings.latent_dim, batch_size, "decode_numpy", model.decode)
-    return _cat(parts, model.n_features)
-
-
 def reconstruction_error_numpy(model: BetaVAE, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """Per-event reconstruction MSE ``(n_events,)`` float32 of events ``(n_events, n_features)``."""
     parts = _chunked(
-        model, x, model.n_features, batch_size, "reconstruction_error", model.reconstruction_error
+        model, x, model.n_features, batch_size, "reconstruction_error_numpy", model.reconstruction_error
     )
     return _cat([p[:, None] for p in parts], 1)[:, 0]

@@ -12,7 +12,6 @@ from eventgen.errors import ConfigError, InputError
 from eventgen.model import (
     BetaVAE,
     ModelSettings,
-    decode_numpy,
     encode_numpy,
     reconstruction_error_numpy,
     vae_loss,
@@ -111,21 +110,23 @@ def test_numpy_helpers(model: BetaVAE) -> None:
         mu_t, logvar_t = model.encode(torch.from_numpy(x))
     np.testing.assert_allclose(mu, mu_t.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(sigma, torch.exp(0.5 * logvar_t).numpy(), rtol=1e-5, atol=1e-6)
-    out = decode_numpy(model, mu, batch_size=7)
-    assert out.shape == (25, 7) and out.dtype == np.float32
-    np.testing.assert_allclose(out, decode_numpy(model, mu), rtol=1e-5, atol=1e-6)
+    with torch.inference_mode():
+        out = model.decode(torch.from_numpy(mu)).numpy()
     err = reconstruction_error_numpy(model, x, batch_size=10)
     assert err.shape == (25,) and err.dtype == np.float32
     np.testing.assert_allclose(err, ((out - x) ** 2).mean(axis=1), rtol=1e-4)
-    assert decode_numpy(model, np.zeros((0, 3), dtype=np.float32)).shape == (0, 7)
+    np.testing.assert_allclose(err, reconstruction_error_numpy(model, x, batch_size=7), rtol=1e-5, atol=1e-7)
+    assert reconstruction_error_numpy(model, np.zeros((0, 7), dtype=np.float32)).shape == (0,)
+    assert encode_numpy(model, np.zeros((0, 7), dtype=np.float32))[0].shape == (0, 3)
     assert model.training  # the helpers restore the mode they found
 
 
 def test_numpy_helpers_check_shapes(model: BetaVAE) -> None:
     with pytest.raises(
-        InputError, match=r"decode_numpy expects an array of shape \(n, 3\), found shape \(4, 7\)"
+        InputError,
+        match=r"reconstruction_error_numpy expects an array of shape \(n, 7\), found shape \(4, 3\)",
     ):
-        decode_numpy(model, np.zeros((4, 7), dtype=np.float32))
+        reconstruction_error_numpy(model, np.zeros((4, 3), dtype=np.float32))
     with pytest.raises(InputError, match=r"encode_numpy expects an array of shape \(n, 7\)"):
         encode_numpy(model, np.zeros(7, dtype=np.float32))
     with pytest.raises(ConfigError, match="batch_size must be >= 1"):

@@ -1,4 +1,4 @@
-"""The seed talk's toolkit: anomaly scores, denoising (eventgen.anomaly), compression, latent
+"""The seed talk's toolkit: anomaly scores (eventgen.anomaly), compression, denoising, latent
 exploration and the β scan (eventgen.latent), on a small bundle fitted from the committed sample."""
 
 from __future__ import annotations
@@ -12,15 +12,17 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from eventgen.anomaly import add_noise, anomaly_scores, denoise, to_schema, write_scores
+from eventgen.anomaly import anomaly_scores, to_schema, write_scores
 from eventgen.bundle import Bundle
 from eventgen.errors import ConfigError, InputError, OutputError
 from eventgen.fit import fit
 from eventgen.io import EventTable, read_events, write_events
 from eventgen.latent import (
     LATENT_FORMAT,
+    add_noise,
     beta_scan,
     decode,
+    denoise,
     encode,
     format_beta_table,
     latent_pca,
