@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -10,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eventgen.cli import main
+from eventgen.cli import build_parser, main
 from eventgen.io import read_events, write_events
 
 ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+FIT_CONFIG = ROOT / "configs" / "deepevents.yaml"
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -23,11 +26,30 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 
+def _subcommands() -> list[str]:
+    """The subcommands the parser declares (so a new one is covered by the tests below)."""
+    parser = build_parser()
+    (action,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return list(action.choices)
+
+
+SUBCOMMANDS = _subcommands()
+
+
 def test_help_lists_every_stage() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
-    for stage in ("simulate", "fit", "info"):
+    for stage in SUBCOMMANDS:
         assert stage in result.stdout
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_every_subcommand_has_help(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([name, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: eventgen {name} ") and "--quiet" in out
 
 
 def _error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
@@ -36,6 +58,48 @@ def _error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0]
     return err[0]
+
+
+def _bad_input(name: str, tmp: Path) -> tuple[list[str], str]:
+    """``(argv, part of the error line)``: one bad input of subcommand ``name``, cheap to reject."""
+    bundle, events, config = str(DATA / "bundle"), str(DATA / "ttbar_small.parquet"), str(FIT_CONFIG)
+    (tmp / "report").mkdir()
+    (tmp / "report" / "metrics.json").write_text("{}")
+    (tmp / "old.parquet").write_bytes(b"keep me")
+    missing = str(tmp / "missing")
+    cases = {
+        "simulate": (["higgs", "-o", str(tmp / "a.h5")], "unknown process 'higgs'"),
+        "fit": ([config, "--data", str(tmp / "no.parquet"), "-o", missing], "no.parquet' does not exist"),
+        "generate": ([missing, "-n", "10", "-o", str(tmp / "g.parquet")], "is not a directory"),
+        "evaluate": (
+            ["--generated", events, "--reference", events, "-o", str(tmp / "report")],
+            "is not empty",
+        ),
+        "run": ([str(tmp / "job.yaml")], "job.yaml' does not exist"),
+        "score": (
+            [bundle, str(tmp / "in.parquet"), "-o", str(tmp / "s.parquet")],
+            "in.parquet' does not exist",
+        ),
+        "encode": ([missing, events, "-o", str(tmp / "z.parquet")], "is not a directory"),
+        "denoise": ([bundle, events, "-o", str(tmp / "old.parquet")], "exists already"),
+        "decode": ([bundle, events, "-o", str(tmp / "d.h5")], "not an eventgen latent file"),
+        "explore": ([missing, "-o", str(tmp / "plots")], "is not a directory"),
+        "beta-scan": ([config, "--betas", "2", "-o", str(tmp / "b.md")], "must be a number in [0, 1]"),
+        "info": ([missing], "is not a directory"),
+    }
+    assert name in cases, f"give the new subcommand {name!r} a bad input here"
+    args, expected = cases[name]
+    return [name, *args], expected
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_every_subcommand_rejects_bad_input_in_one_line(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv, expected = _bad_input(name, tmp_path)
+    line = _error_line(capsys, argv)
+    assert line.startswith(f"eventgen {name}: error: ") and expected in line
+    assert (tmp_path / "old.parquet").read_bytes() == b"keep me"
 
 
 def test_simulate_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -113,6 +177,7 @@ def test_simulate_writes_reproducible_files(tmp_path: Path) -> None:
     assert not np.array_equal(read_events(tmp_path / "d.parquet").data, a.data)
 
 
+@pytest.mark.slow
 def test_fit_and_info_on_the_committed_sample(tmp_path: Path) -> None:
     data = ROOT / "tests" / "data" / "ttbar_small.parquet"
     config = ROOT / "configs" / "deepevents.yaml"
@@ -181,8 +246,6 @@ def test_toolkit_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert (
         main(["denoise", b, str(data / "ttbar_small.parquet"), "-o", str(tmp_path / "n.parquet"), "-q"]) == 0
     )
-    assert main(["explore", b, "-o", str(tmp_path / "plots"), "-q"]) == 0
-    assert sorted(p.suffix for p in (tmp_path / "plots").iterdir()) == [".png", ".png"]
     config = tmp_path / "fit.yaml"
     config.write_text(
         f"data: {data / 'zll_small.parquet'}\nmodel: {{latent_dim: 2, hidden: 8, depth: 1}}\n"
@@ -198,3 +261,9 @@ def test_toolkit_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     )
     line = _error_line(capsys, ["decode", b, str(data / "ttbar_small.parquet"), "-o", str(tmp_path / "e.h5")])
     assert "latent" in line
+
+
+def test_explore_writes_plots(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    assert main(["explore", str(DATA / "bundle"), "-o", str(tmp_path / "plots"), "-q"]) == 0
+    assert sorted(p.suffix for p in (tmp_path / "plots").iterdir()) == [".png", ".png"]
