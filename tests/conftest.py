@@ -1,13 +1,58 @@
-"""Shared fixtures: a seeded rng, paths of the committed event samples."""
+"""Shared fixtures (a seeded rng, paths of the committed event samples) and the ``--device`` option.
+
+Tests marked ``gpu`` run on a CUDA device: with ``--device auto`` (the default) where one is
+present and are skipped otherwise, with ``--device cpu`` never, and with ``--device cuda`` or
+``cuda:N`` always (they fail without CUDA, so that a GPU machine cannot skip them silently).
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 DATA = Path(__file__).parent / "data"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--device",
+        default="auto",
+        help="where tests marked gpu run: auto (CUDA if present, else skip them), cpu (skip them), cuda or cuda:N",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", config.getoption("--device")):
+        raise pytest.UsageError(
+            f"--device must be auto, cpu, cuda or cuda:N, not {config.getoption('--device')!r}"
+        )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    device = config.getoption("--device")
+    if not gpu_items or device.startswith("cuda"):
+        return
+    if device == "cpu":
+        reason = "a gpu test, and --device cpu"
+    else:
+        import torch
+
+        if torch.cuda.is_available():
+            return
+        reason = "needs a CUDA device (none is available)"
+    for item in gpu_items:
+        item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture
+def cuda_device(pytestconfig: pytest.Config) -> str:
+    """The CUDA device that tests marked ``gpu`` run on (``--device cuda:N``, else ``cuda``)."""
+    device = pytestconfig.getoption("--device")
+    return device if device.startswith("cuda") else "cuda"
 
 
 @pytest.fixture

@@ -41,3 +41,17 @@ def test_decoding_is_chunk_stable(rng: np.random.Generator) -> None:
     decoder = EventDecoder(BetaVAE(len(schema), ModelSettings(latent_dim=3, hidden=8, depth=2)).eval(), pre)
     z = rng.normal(size=(3 * CHUNK, 3)).astype(np.float32)
     np.testing.assert_array_equal(decoder(z)[:CHUNK], decoder(z[:CHUNK]))
+
+
+@pytest.mark.gpu
+def test_fused_decoder_on_cuda_matches_cpu(rng: np.random.Generator, cuda_device: str) -> None:
+    schema = get_schema("zll")
+    pre = Preprocessor().fit(np.abs(rng.normal(50, 20, size=(500, len(schema)))).astype(np.float32), schema)
+    torch.manual_seed(0)
+    model = BetaVAE(len(schema), ModelSettings(latent_dim=4, hidden=64, depth=4)).eval()
+    z = rng.normal(size=(3 * CHUNK + 77, 4)).astype(np.float32)
+    on_cpu = EventDecoder(model, pre)(z)
+    on_cuda = EventDecoder(model, pre, cuda_device)(z)
+    assert on_cuda.dtype == np.float32 and on_cuda.shape == on_cpu.shape
+    np.testing.assert_allclose(on_cuda, on_cpu, rtol=1e-4, atol=1e-3)
+    assert next(model.parameters()).device.type == "cpu"  # the model itself stays where it was

@@ -121,6 +121,7 @@ def test_resume_writes_only_missing_shards(
     np.testing.assert_array_equal(_dataset(out), _dataset(reference))
 
 
+@pytest.mark.slow
 def test_killed_worker_has_its_shard_rerun(
     bundle: Bundle, client: distributed.Client, tmp_path: Path
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,7 @@ def test_truth_against_truth_looks_like_truth(split: tuple[EventTable, EventTabl
     assert headline(result)[0][0].startswith("classifier AUC")
 
 
+@pytest.mark.slow
 def test_baselines_are_physical_and_smearing_is_flagged(bundle, split: tuple[EventTable, EventTable]) -> None:
     train, test = split
     ratios = {}
@@ -58,16 +60,33 @@ def test_baselines_are_physical_and_smearing_is_flagged(bundle, split: tuple[Eve
         baseline_events("flow", train.data, bundle, 10, seed=0)  # type: ignore[arg-type]
 
 
-def test_report_files(tmp_path: Path, split: tuple[EventTable, EventTable]) -> None:
-    _, test = split
-    noisy = EventTable((test.data * 1.1).astype(np.float32), test.schema)
-    result = evaluate(noisy, test, None, seed=0, max_events=500)
+@pytest.fixture(scope="module")
+def noisy(split: tuple[EventTable, EventTable]) -> tuple[EventTable, dict]:
+    """Held-out events scaled by 1.1 and their evaluation against the held-out events."""
+    test = split[1]
+    events = EventTable((test.data * 1.1).astype(np.float32), test.schema)
+    return events, evaluate(events, test, None, seed=0, max_events=500)
+
+
+def test_report_files(
+    tmp_path: Path, split: tuple[EventTable, EventTable], noisy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # the report without the plots extra
+    test, (events, result) = split[1], noisy
     report = write_report(
-        result, tmp_path / "rep", generated=noisy, reference=test, extra_rows=[("same", result)]
+        result, tmp_path / "rep", generated=events, reference=test, extra_rows=[("same", result)]
     )
     text = report.read_text()
     assert "| metric | eventgen | same | truth vs truth |" in text
     assert json.loads((tmp_path / "rep" / "metrics.json").read_text())["generated"]["classifier_auc"][0] > 0.5
+    assert not list((tmp_path / "rep").glob("*.png"))
+
+
+@pytest.mark.slow
+def test_report_plots(tmp_path: Path, split: tuple[EventTable, EventTable], noisy) -> None:
+    pytest.importorskip("matplotlib")
+    test, (events, result) = split[1], noisy
+    write_report(result, tmp_path / "rep", generated=events, reference=test)
     for png in ("columns.png", "observables.png"):
         assert (tmp_path / "rep" / png).stat().st_size > 10_000
 

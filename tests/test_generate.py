@@ -175,6 +175,7 @@ def test_errors(bundle: Bundle, tmp_path: Path) -> None:
     assert not (tmp_path / "e.parquet").exists() and not (tmp_path / "e").exists()
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_gives_the_uninterrupted_events(bundle: Bundle, tmp_path: Path) -> None:
     n, shard = 600_000, 40_000
     args = [

@@ -36,7 +36,9 @@ def bundle() -> Bundle:
     return Bundle.load(DATA / "bundle")
 
 
-@pytest.mark.parametrize("name", list(SETTINGS))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n == "gmm" else n for n in SETTINGS]
+)
 def test_fixture_bundle_events_are_bit_identical(bundle: Bundle, tmp_path: Path, name: str) -> None:
     out = tmp_path / "events.parquet"
     generate(bundle, 5000, out, seed=7, sampling=Sampling(**SETTINGS[name]), device="cpu")

@@ -21,6 +21,7 @@ evaluate: {{max_events: 200, baselines: [smear, kde, gmm, prior], gmm_components
 """
 
 
+@pytest.mark.slow
 @pytest.mark.pythia
 def test_main_job_runs_and_skips_finished_stages(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     pytest.importorskip("pythia8mc")

@@ -232,6 +232,7 @@ def test_traversal_decodes_along_an_axis(bundle: Bundle) -> None:
 def test_plots_are_written(
     bundle: Bundle, table: EventTable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    pytest.importorskip("matplotlib")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     paths = plot_latent(bundle, table.data, tmp_path / "plots", max_points=500)
     for path in paths:
