@@ -25,7 +25,7 @@ from scipy.stats import wasserstein_distance
 
 from eventgen.decode import EventDecoder
 from eventgen.fit import BufferSettings, fit
-from eventgen.generate import EventSource, Sampling
+from eventgen.generate import EventSource
 from eventgen.io import read_events
 from eventgen.jobs import load_fit_job
 from eventgen.latent import encode
@@ -69,7 +69,7 @@ def main() -> None:
     mu, _ = encode(bundle, reference)
     recon = EventDecoder(bundle.model, bundle.preprocessor)(mu)
     recon_clean = bundle.cleanup.apply(recon.copy())
-    source = EventSource(bundle, Sampling(), seed=args.seed, device="cpu")
+    source = EventSource(bundle, None, seed=args.seed, device="cpu")
     sampled = next(source.events(0, half, half))
 
     names = train.schema.names

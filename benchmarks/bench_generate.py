@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from eventgen.bundle import Bundle
-from eventgen.generate import EventSource, Sampling, available_cores, configure_threads
+from eventgen.generate import EventSource, available_cores, configure_threads
 from eventgen.io import EventWriter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +86,7 @@ def main() -> None:
     args = parser.parse_args()
 
     bundle = Bundle.load(args.bundle)
-    source = EventSource(bundle, Sampling(), seed=1, device="cpu")
+    source = EventSource(bundle, None, seed=1, device="cpu")
     workers = configure_threads(None, source.device)
     n = args.stage_events
     batch = args.batch_size

@@ -20,10 +20,10 @@ import json
 import time
 from pathlib import Path
 
-from eventgen.baselines import baseline_events
+from eventgen.baselines import BASELINES, baseline_events
 from eventgen.bundle import Bundle
 from eventgen.evaluate import evaluate
-from eventgen.generate import EventSource, Sampling
+from eventgen.generate import EventSource
 from eventgen.io import EventTable, read_events, sample_events
 
 
@@ -52,7 +52,7 @@ def main() -> None:
             candidates[f"buffer a={alpha:g} g={gamma:g}"] = ("eventgen", {"alpha": alpha, "gamma": gamma})
     candidates["kde (scott)"] = ("eventgen", {"mode": "kde"})
     candidates["plain VAE (prior)"] = ("baseline", {"mode": "prior"})
-    for name in ("smear", "kde", "gmm"):
+    for name in BASELINES:
         candidates[f"baseline {name}"] = ("baseline", {"baseline": name})
 
     truths: dict[int, dict] = {}  # truth vs truth per reference sample, computed once
@@ -66,7 +66,7 @@ def main() -> None:
                 spec["baseline"], train.data, bundle, n, args.seed, n_components=args.gmm_components
             )
         else:
-            source = EventSource(bundle, Sampling(**spec), seed=args.seed, device="cpu")
+            source = EventSource(bundle, spec, seed=args.seed, device="cpu")
             events = next(source.events(0, n, n))
         result = evaluate(
             EventTable(events, bundle.schema),

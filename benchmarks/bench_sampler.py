@@ -22,14 +22,12 @@ import numba
 import numpy as np
 
 from eventgen.buffer import BLOCK, DensityBuffer
+from eventgen.sampling import EVENT_MODES, MODES, SELECTIONS, SamplingSettings
 
-CASES: list[tuple[str, dict[str, Any]]] = [
-    ("buffer/uniform", {"mode": "buffer"}),
-    ("buffer/stratified", {"mode": "buffer", "selection": "stratified"}),
-    ("buffer/weighted", {"mode": "buffer", "selection": "weighted"}),
-    ("kde/uniform", {"mode": "kde"}),
-    ("gmm/uniform", {"mode": "gmm"}),
-    ("prior", {"mode": "prior"}),
+CASES: list[tuple[str, SamplingSettings]] = [  # every mode with each selection it has
+    (f"{mode}/{selection}", SamplingSettings(mode=mode, selection=selection))
+    for mode in MODES
+    for selection in (SELECTIONS if mode in EVENT_MODES else ("uniform",))
 ]
 
 
@@ -103,13 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         chosen = [c for c in CASES if args.cases == "all" or c[0] in args.cases.split(",")]
         for name, settings in chosen:
-            settings = dict(settings)
-            if settings.get("selection") == "weighted":
-                settings["weights"] = weights
-            if settings["mode"] == "gmm":
-                settings["n_components"] = args.gmm_components
+            settings = settings.updated({"n_components": args.gmm_components})
             start = time.perf_counter()
-            buffer = DensityBuffer(**settings).fit(mu, sigma)
+            buffer = DensityBuffer(settings).fit(mu, sigma, sample_weight=weights)
             fit_s = time.perf_counter() - start
             for threads in range(1, max_threads + 1):
                 numba.set_num_threads(threads)

@@ -30,7 +30,7 @@ _PUBLIC = {
     "DensityBuffer": "eventgen.buffer",
     "generate": "eventgen.generate",
     "GenerateOptions": "eventgen.generate",
-    "Sampling": "eventgen.generate",
+    "SamplingSettings": "eventgen.sampling",
     "evaluate": "eventgen.evaluate",
 }
 

@@ -14,14 +14,14 @@ comparison measures the density model alone:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from eventgen.errors import ConfigError
 
 BaselineName = Literal["smear", "kde", "gmm"]
-BASELINES: tuple[str, ...] = ("smear", "kde", "gmm")
+BASELINES: tuple[BaselineName, ...] = get_args(BaselineName)
 
 
 def baseline_events(

@@ -3,10 +3,10 @@
 Layout (no pickle anywhere; arrays are loaded with ``allow_pickle=False``)::
 
     bundle/
-      bundle.json      format marker, schema, settings, training history, provenance
+      bundle.json      format marker, schema, model and sampling settings, training history, provenance
       model.npz        the VAE's state dict as float32 arrays
       preprocess.npz   the fitted preprocessing parameters
-      buffer.npz       the density buffer: mu_i, sigma_i (and its fitted extras)
+      buffer.npz       the density buffer: mu_i, sigma_i, event weights, its mode's fitted arrays
       cleanup.npz      the physics clean-up thresholds learnt from the training events
 
 ``Bundle.hash`` (sha256 over the four files) identifies a bundle in generated files.
@@ -26,12 +26,13 @@ from typing import Any
 import numpy as np
 
 from eventgen import __version__
-from eventgen.errors import BundleError, OutputError
+from eventgen.errors import BundleError, ConfigError, OutputError
 from eventgen.io import first_line, json_default
 from eventgen.schema import Schema
 
 FORMAT = "eventgen-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)  # version 1 kept the sampling settings under "buffer_params"
 _FILES = ("bundle.json", "model.npz", "preprocess.npz", "buffer.npz", "cleanup.npz")
 
 
@@ -72,7 +73,7 @@ class Bundle:
             "schema": self.schema.to_dict(),
             "model_settings": dataclasses.asdict(self.model_settings),
             "n_features": len(self.schema),
-            "buffer_params": self.buffer.get_params(),
+            "sampling": self.buffer.settings.to_dict(),
             **self.metadata,
         }
         (tmp / "bundle.json").write_text(json.dumps(meta, indent=1, default=json_default))
@@ -100,6 +101,7 @@ class Bundle:
         from eventgen.cleanup import PhysicsCleanup
         from eventgen.model import BetaVAE, ModelSettings
         from eventgen.preprocess import Preprocessor
+        from eventgen.sampling import SamplingSettings
 
         path = Path(path)
         meta = read_bundle_metadata(path)
@@ -111,7 +113,13 @@ class Bundle:
             model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
             model.eval()
             preprocessor = Preprocessor.from_state(_load_npz(path / "preprocess.npz"))
-            buffer = DensityBuffer.from_state(_load_npz(path / "buffer.npz"))
+            try:
+                sampling = SamplingSettings(**stored_sampling(meta))
+            except ConfigError as exc:
+                raise BundleError(
+                    f"bundle {str(path)!r} has invalid sampling settings ({exc}); fit it again"
+                ) from None
+            buffer = DensityBuffer.from_state(_load_npz(path / "buffer.npz"), sampling)
             cleanup = PhysicsCleanup.from_state(_load_npz(path / "cleanup.npz"), schema)
         except BundleError:
             raise
@@ -121,7 +129,7 @@ class Bundle:
                 "fit it again with 'eventgen fit'"
             ) from None
         reserved = {"format", "format_version", "eventgen_version", "schema", "model_settings", "n_features"}
-        extra = {k: v for k, v in meta.items() if k not in reserved and k != "buffer_params"}
+        extra = {k: v for k, v in meta.items() if k not in reserved | {"sampling", "buffer_params"}}
         return cls(schema, preprocessor, model, settings, buffer, cleanup, extra, path)
 
 
@@ -141,12 +149,17 @@ def read_bundle_metadata(path: str | Path) -> dict[str, Any]:
         raise BundleError(f"bundle {str(path)!r} has an unreadable bundle.json; fit it again") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise BundleError(f"{str(path)!r} is not an eventgen bundle (no format marker); pass a bundle folder")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in _READABLE_VERSIONS:
         raise BundleError(
             f"bundle {str(path)!r} has format version {meta.get('format_version')}, this eventgen reads "
-            f"{FORMAT_VERSION}; fit it again with this version"
+            f"{' and '.join(map(str, _READABLE_VERSIONS))}; fit it again with this version"
         )
     return meta
+
+
+def stored_sampling(meta: dict[str, Any]) -> Any:
+    """The sampling settings recorded in a bundle's ``bundle.json`` (of any readable version)."""
+    return meta.get("sampling") if meta.get("format_version") != 1 else meta.get("buffer_params")
 
 
 def describe_bundle(path: Path, meta: dict[str, Any]) -> str:
@@ -164,7 +177,7 @@ def describe_bundle(path: Path, meta: dict[str, Any]) -> str:
         "            " + ", ".join(f"{c.name}[{c.kind}]" for c in schema.columns),
         f"model       latent {ms.get('latent_dim')}, {ms.get('depth')} x {ms.get('hidden')} {ms.get('activation')}"
         f"{' residual' if ms.get('residual') else ''}, beta {ms.get('beta')}, output {ms.get('output')}",
-        f"buffer      {data.get('n_events', '?')} components; sampling {meta.get('buffer_params')}",
+        f"buffer      {data.get('n_events', '?')} components; sampling {stored_sampling(meta)}",
         f"latent      {meta.get('latent', {})}",
         f"training    {len(training.get('history', []))} epochs, best {training.get('best_epoch')}: "
         f"val loss {best.get('val_loss', float('nan')):.5g} (mse {best.get('val_mse', float('nan')):.5g}, "

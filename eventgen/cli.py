@@ -22,6 +22,7 @@ import numpy as np
 from eventgen import __version__
 from eventgen.errors import EventgenError, OutputError
 from eventgen.formats import describe_formats, describe_suffixes, format_names
+from eventgen.sampling import MODES, SELECTIONS
 
 if TYPE_CHECKING:
     from eventgen.distributed import DaskExecutor
@@ -101,14 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--events", type=int, required=True, help="number of events")
     p.add_argument("-o", "--output", required=True, help=f"a {outputs} file, or a directory for shards")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument(
-        "--mode", choices=["buffer", "kde", "gmm", "prior"], help="sampling mode (default: the bundle's)"
-    )
+    p.add_argument("--mode", choices=MODES, help="sampling mode (default: the bundle's)")
     p.add_argument("--alpha", type=float, help="z = mu + (alpha * sigma + gamma) * eps")
     p.add_argument("--gamma", type=float, help="see --alpha")
-    p.add_argument(
-        "--selection", choices=["uniform", "stratified", "weighted"], help="how buffer events are picked"
-    )
+    p.add_argument("--selection", choices=SELECTIONS, help="how buffer events are picked")
     p.add_argument("--batch-size", type=int, default=65_536, help="events per write batch (default 65536)")
     p.add_argument("--shard-size", type=int, help="events per shard file; the output becomes a directory")
     p.add_argument(
@@ -299,9 +296,9 @@ def _fit(args: argparse.Namespace) -> None:
 @command("generate")
 def _generate(args: argparse.Namespace) -> None:
     from eventgen.bundle import Bundle
-    from eventgen.generate import GenerateOptions, Sampling, generate
+    from eventgen.generate import GenerateOptions, generate
 
-    sampling = Sampling(mode=args.mode, alpha=args.alpha, gamma=args.gamma, selection=args.selection)
+    sampling = {"mode": args.mode, "alpha": args.alpha, "gamma": args.gamma, "selection": args.selection}
     options = GenerateOptions(
         seed=args.seed,
         sampling=sampling,

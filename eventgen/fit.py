@@ -7,11 +7,13 @@ learn the physics clean-up → bundle with provenance.
 from __future__ import annotations
 
 import logging
+import math
 import platform
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -19,32 +21,52 @@ from eventgen import __version__
 from eventgen.bundle import Bundle
 from eventgen.errors import ConfigError
 from eventgen.io import EventTable
+from eventgen.sampling import FIELDS as SAMPLING_FIELDS
+from eventgen.sampling import SamplingSettings
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class BufferSettings:
-    """Default sampling stored in the bundle ([DE]: α = 1, γ = 0.05); ``generate`` may override."""
+    """The fit config's ``buffer:`` section: the bundle's default sampling and the buffer weights.
 
-    mode: Literal["buffer", "kde", "gmm", "prior"] = "buffer"
-    alpha: float = 1.0
-    gamma: float = 0.05
-    selection: Literal["uniform", "stratified", "weighted"] = "uniform"
-    bandwidth: float | Literal["scott", "silverman"] = "scott"
-    n_components: int = 100
+    ``sampling`` is stored in the bundle ([DE]: α = 1, γ = 0.05) and ``generate`` may override
+    it; ``weight_column`` and ``weight_power`` give every buffer event the weight
+    :func:`buffer_weights` for ``selection: weighted``. In YAML the section is flat: the keys of
+    :class:`~eventgen.sampling.SamplingSettings` beside ``weight_column`` and ``weight_power``.
+    """
+
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
     weight_column: str | None = None
     weight_power: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.alpha < 0 or self.gamma < 0:
-            raise ConfigError(f"buffer.alpha and buffer.gamma must be >= 0, found {self.alpha}, {self.gamma}")
-        if self.n_components < 1:
-            raise ConfigError(f"buffer.n_components must be >= 1, found {self.n_components}")
-        if self.selection == "weighted" and self.weight_column is None:
-            raise ConfigError(
-                "buffer.selection 'weighted' needs buffer.weight_column, e.g. met to enhance high MET"
-            )
+        if not isinstance(self.sampling, SamplingSettings):
+            raise ConfigError(f"buffer sampling must be a SamplingSettings, found {self.sampling!r}")
+        if self.weight_column is not None and not isinstance(self.weight_column, str):
+            raise ConfigError(f"weight_column must be a column name or null, found {self.weight_column!r}")
+        power = self.weight_power
+        if isinstance(power, bool) or not isinstance(power, int | float) or not math.isfinite(power):
+            raise ConfigError(f"weight_power must be a finite number, found {power!r}")
+        if self.sampling.selection == "weighted" and self.weight_column is None:
+            raise ConfigError("selection 'weighted' needs buffer.weight_column, e.g. met to enhance high MET")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None, where: str = "buffer") -> BufferSettings:
+        """The settings of a flat ``buffer:`` mapping; unknown keys and bad values raise ConfigError."""
+        if data is not None and not isinstance(data, Mapping):
+            raise ConfigError(f"{where} must be a mapping of keys to values, found {data!r}")
+        data = dict(data or {})
+        own = ("weight_column", "weight_power")
+        unknown = sorted(set(data) - set(own) - set(SAMPLING_FIELDS), key=str)
+        if unknown:
+            raise ConfigError(f"unknown key {where}.{unknown[0]}; valid keys are {[*SAMPLING_FIELDS, *own]}")
+        sampling = SamplingSettings().updated({k: v for k, v in data.items() if k not in own}, where=where)
+        try:
+            return cls(sampling, **{k: data[k] for k in own if k in data})
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
 
 
 def buffer_weights(table: EventTable, column: str, power: float) -> np.ndarray:
@@ -85,22 +107,17 @@ def fit(
     weights = None
     if buffer_settings.weight_column is not None:
         weights = buffer_weights(table, buffer_settings.weight_column, buffer_settings.weight_power)
-    buffer = DensityBuffer(
-        mode=buffer_settings.mode,
-        alpha=buffer_settings.alpha,
-        gamma=buffer_settings.gamma,
-        bandwidth=buffer_settings.bandwidth,
-        n_components=buffer_settings.n_components,
-        selection=buffer_settings.selection,
-        weights=weights,
-    ).fit(mu, sigma, seed=seed)
+    buffer = DensityBuffer(buffer_settings.sampling, seed=seed).fit(mu, sigma, sample_weight=weights)
     cleanup = PhysicsCleanup().fit(table.data, table.schema)
     metadata = {
         "training": {
             "seed": seed,
             "preprocess": preprocess,
             "settings": train_settings.to_dict(),
-            "buffer_settings": asdict(buffer_settings),
+            "buffer_weights": {
+                "column": buffer_settings.weight_column,
+                "power": buffer_settings.weight_power,
+            },
             "history": result.history,
             "best_epoch": result.best_epoch,
             "best": result.best,

@@ -34,9 +34,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -46,28 +46,12 @@ from eventgen.dataset import Dataset, Shard, ShardPlan, run_shards
 from eventgen.decode import CHUNK
 from eventgen.errors import BundleError, ConfigError, OutputError
 from eventgen.io import EventWriter
+from eventgen.sampling import SamplingSpec
 from eventgen.schema import Column, Schema
 
 log = logging.getLogger(__name__)
 
 assert BLOCK % CHUNK == 0  # a block is decoded as whole chunks at fixed positions
-SamplingMode = Literal["buffer", "kde", "gmm", "prior"]
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How latent points are drawn; ``None`` fields keep the bundle's fitted defaults."""
-
-    mode: SamplingMode | None = None
-    alpha: float | None = None
-    gamma: float | None = None
-    selection: Literal["uniform", "stratified", "weighted"] | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("alpha", "gamma"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ConfigError(f"{name} must be >= 0, found {value}")
 
 
 @dataclass
@@ -93,19 +77,23 @@ def output_schema(bundle: Any, weighted: bool) -> Schema:
 
 
 class EventSource:
-    """Turns event positions into finished events for one bundle and one sampling setting."""
+    """Turns event positions into finished events for one bundle and one sampling setting.
 
-    def __init__(self, bundle: Any, sampling: Sampling, seed: int, device: str = "auto") -> None:
+    ``sampling``: None samples as the bundle says; a mapping overrides some of the bundle's
+    settings (``{"mode": "kde"}``; None values keep the bundle's); a
+    :class:`~eventgen.sampling.SamplingSettings` replaces them. The resolved settings are
+    ``self.settings``.
+    """
+
+    def __init__(self, bundle: Any, sampling: SamplingSpec, seed: int, device: str = "auto") -> None:
         from eventgen.decode import EventDecoder
         from eventgen.train import resolve_device
 
         self.bundle = bundle
         self.seed = seed
-        changes = {k: v for k, v in asdict(sampling).items() if v is not None}
-        if changes.get("mode") in ("gmm", "prior") and sampling.selection is None:
-            changes["selection"] = "uniform"  # the only selection these modes have
-        self.buffer = bundle.buffer.with_params(seed=seed, **changes)
-        self.weighted = self.buffer.selection == "weighted"
+        self.settings = bundle.buffer.settings.resolve(sampling)
+        self.buffer = bundle.buffer.with_settings(self.settings, seed=seed)
+        self.weighted = self.settings.selection == "weighted"
         self.schema = output_schema(bundle, self.weighted)
         self.device = resolve_device(device)
         self.decoder = EventDecoder(bundle.model, bundle.preprocessor, self.device)
@@ -117,7 +105,7 @@ class EventSource:
             "bundle_hash": self.bundle.hash,
             "seed": self.seed,
             "n_events": n_events,
-            "sampling": self.buffer.get_params(),
+            "sampling": self.settings.to_dict(),
         }
 
     def sample(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -189,7 +177,7 @@ class GenerateOptions:
     """
 
     seed: int = 0
-    sampling: Sampling = Sampling()
+    sampling: SamplingSpec = None  # overrides of the bundle's sampling settings, or new ones
     batch_size: int = 65_536
     shard_size: int | None = None
     fmt: str | None = None
@@ -230,6 +218,8 @@ def generate(
     workers load the bundle from its directory. The events are the same either way.
     """
     options = dataclasses.replace(options or GenerateOptions(), **changes)
+    sampling = bundle.buffer.settings.resolve(options.sampling)  # once, for every task of the run
+    options = dataclasses.replace(options, sampling=sampling)
     if n_events < 1:
         raise ConfigError(f"the number of events must be at least 1, found {n_events}")
     output = Path(output)

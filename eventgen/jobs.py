@@ -81,7 +81,7 @@ def load_fit_job(config: str, **overrides: Any) -> FitJob:
 
     The config's sections ``model``, ``train`` and ``buffer`` map onto
     :class:`~eventgen.model.ModelSettings`, :class:`~eventgen.train.TrainSettings` and
-    :class:`~eventgen.fit.BufferSettings`.
+    :class:`~eventgen.fit.BufferSettings` (the sampling settings and the buffer weights).
     """
     where = Path(config).name
     job = fit_job_from_mapping(load_yaml(config), where, **overrides)
@@ -98,14 +98,14 @@ def fit_job_from_mapping(config: dict[str, Any], where: str, **overrides: Any) -
     from eventgen.train import TrainSettings
 
     data = dict(config)
-    sections = {"model": ModelSettings, "train": TrainSettings, "buffer": BufferSettings}
+    sections = {"model": ModelSettings, "train": TrainSettings}
     known = {f.name for f in dataclasses.fields(FitJob)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"unknown key {where}: {unknown[0]}; valid keys are {sorted(known)}")
     train_keys = ("epochs", "batch_size", "device", "threads")
     train_overrides = {k: overrides.pop(k) for k in train_keys if k in overrides}
-    parts = {}
+    parts = {"buffer": BufferSettings.from_mapping(data.pop("buffer", None), f"{where}: buffer")}
     for name, cls in sections.items():
         section = data.pop(name, None)
         if name == "train" and isinstance(section, dict | None):

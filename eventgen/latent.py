@@ -338,7 +338,7 @@ def beta_scan(
     import time
 
     from eventgen.fit import BufferSettings, fit
-    from eventgen.generate import EventSource, Sampling
+    from eventgen.generate import EventSource
     from eventgen.metrics import classifier_auc, wasserstein
     from eventgen.model import ModelSettings
 
@@ -366,7 +366,7 @@ def beta_scan(
         row.update(epochs=len(training["history"]), seconds=time.perf_counter() - t0)
         if ref is not None:
             n = min(n_generate, len(ref))
-            source = EventSource(bundle, Sampling(), seed, device="cpu")
+            source = EventSource(bundle, None, seed, device="cpu")
             gen = np.concatenate(list(source.events(0, n, n)))
             w1 = [wasserstein(gen[:, j], ref[:, j], seed + j)[0] for j in range(ref.shape[1])]
             auc, err = classifier_auc(gen, ref, seed)

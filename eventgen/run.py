@@ -24,10 +24,16 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from eventgen.baselines import BaselineName
 from eventgen.config import from_mapping, load_yaml
 from eventgen.errors import ConfigError
+from eventgen.sampling import FIELDS as SAMPLING_FIELDS
+from eventgen.sampling import SamplingSettings
+
+if TYPE_CHECKING:
+    from eventgen.fit import BufferSettings
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +47,38 @@ class SimulateStage:
 
 @dataclass(frozen=True)
 class GenerateStage:
+    """How many events with which seed; ``sampling`` is the fit's, with the section's overrides."""
+
     n_events: int = 1_000_000
     seed: int = 0
-    mode: str | None = None
-    alpha: float | None = None
-    gamma: float | None = None
-    selection: str | None = None
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+
+    def __post_init__(self) -> None:
+        if self.n_events < 1:
+            raise ConfigError(f"generate.n_events must be at least 1, found {self.n_events}")
+        if self.seed < 0:
+            raise ConfigError(f"generate.seed must be a non-negative integer, found {self.seed}")
+
+
+Baseline = Literal[BaselineName, "prior"]  # "prior" is eventgen itself with mode prior (the plain VAE)
 
 
 @dataclass(frozen=True)
 class EvaluateStage:
     max_events: int = 20_000
     seed: int = 0
-    baselines: tuple[str, ...] = ("smear", "kde", "gmm", "prior")
+    baselines: tuple[Baseline, ...] = get_args(Baseline)
     gmm_components: int = 100
+
+    def __post_init__(self) -> None:
+        if self.max_events < 10:
+            raise ConfigError(
+                f"evaluate.max_events must be at least 10 (20 held-out events), found {self.max_events}"
+            )
+        if self.seed < 0:
+            raise ConfigError(f"evaluate.seed must be a non-negative integer, found {self.seed}")
+        if self.gmm_components < 1:
+            raise ConfigError(f"evaluate.gmm_components must be at least 1, found {self.gmm_components}")
 
 
 @dataclass(frozen=True)
@@ -69,7 +93,11 @@ class RunJob:
 
 
 def load_run_job(path: str) -> RunJob:
-    """Read a main-job YAML: ``workdir``, ``seed`` and the sections simulate, fit, generate, evaluate."""
+    """Read a main-job YAML: ``workdir``, ``seed`` and the sections simulate, fit, generate, evaluate.
+
+    Every section is validated here, before any stage runs; the fast checks come first.
+    """
+    from eventgen.fit import BufferSettings
     from eventgen.jobs import fit_job_from_mapping
     from eventgen.simulate import PROCESSES, SimulationSettings
 
@@ -89,20 +117,36 @@ def load_run_job(path: str) -> RunJob:
     simulate = from_mapping(SimulateStage, {**counts, "settings": sim}, f"{where}: simulate")
     if simulate.n_train < 100 or simulate.n_test < 40:
         raise ConfigError(f"{where}: simulate needs n_train >= 100 and n_test >= 40")
-    fit_config = _section(data, "fit", where)
-    fit = fit_job_from_mapping(fit_config, f"{where}: fit")
     seed = data.get("seed", 1)
-    if not isinstance(seed, int) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"{where}: seed must be a non-negative integer, found {seed!r}")
+    fit_config = _section(data, "fit", where)
+    buffer = BufferSettings.from_mapping(fit_config.get("buffer"), f"{where}: fit: buffer")
+    generate = _generate_stage(_section(data, "generate", where), buffer, f"{where}: generate")
+    evaluate = from_mapping(EvaluateStage, data.get("evaluate"), f"{where}: evaluate")
+    fit = fit_job_from_mapping(fit_config, f"{where}: fit")  # last: its model settings import torch
     return RunJob(
         workdir=str(data.get("workdir", "runs/default")),
         seed=seed,
         simulate=simulate,
         fit=fit,
         fit_config=fit_config,
-        generate=from_mapping(GenerateStage, data.get("generate"), f"{where}: generate"),
-        evaluate=from_mapping(EvaluateStage, data.get("evaluate"), f"{where}: evaluate"),
+        generate=generate,
+        evaluate=evaluate,
     )
+
+
+def _generate_stage(section: dict[str, Any], buffer: BufferSettings, where: str) -> GenerateStage:
+    """The generate section: ``n_events``, ``seed`` and overrides of the fit's sampling settings."""
+    own = [f.name for f in dataclasses.fields(GenerateStage) if f.name != "sampling"]
+    unknown = sorted(set(section) - set(own) - set(SAMPLING_FIELDS), key=str)
+    if unknown:
+        raise ConfigError(f"unknown key {where}.{unknown[0]}; valid keys are {[*own, *SAMPLING_FIELDS]}")
+    sampling = buffer.sampling.updated({k: v for k, v in section.items() if k not in own}, where=where)
+    if sampling.selection == "weighted" and buffer.weight_column is None:
+        raise ConfigError(f"{where}: selection 'weighted' needs fit.buffer.weight_column, e.g. met")
+    stage = from_mapping(GenerateStage, {k: v for k, v in section.items() if k in own}, where)
+    return dataclasses.replace(stage, sampling=sampling)
 
 
 def _section(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -182,16 +226,15 @@ def _fit(job: RunJob, work: Path, progress: bool, key: str) -> None:
 
 def _generate(job: RunJob, work: Path, progress: bool) -> None:
     from eventgen.bundle import Bundle
-    from eventgen.generate import Sampling, generate
+    from eventgen.generate import generate
 
     g = job.generate
-    sampling = Sampling(mode=g.mode, alpha=g.alpha, gamma=g.gamma, selection=g.selection)  # type: ignore[arg-type]
     result = generate(
         Bundle.load(work / "bundle"),
         g.n_events,
         work / "generated.parquet",
         seed=g.seed,
-        sampling=sampling,
+        sampling=g.sampling,
         overwrite=True,
         progress=progress,
     )
@@ -202,7 +245,7 @@ def _evaluate(job: RunJob, work: Path) -> None:
     from eventgen.baselines import baseline_events
     from eventgen.bundle import Bundle
     from eventgen.evaluate import evaluate, write_report
-    from eventgen.generate import Sampling, generate
+    from eventgen.generate import generate
     from eventgen.io import read_events, sample_events, write_events
 
     e = job.evaluate
@@ -218,9 +261,9 @@ def _evaluate(job: RunJob, work: Path) -> None:
         path = work / "baselines" / f"{name}.parquet"
         log.info("baseline %s", name)
         if name == "prior":
-            generate(bundle, n, path, seed=e.seed, sampling=Sampling(mode="prior"), overwrite=True)
+            generate(bundle, n, path, seed=e.seed, sampling={"mode": "prior"}, overwrite=True)
         else:
-            events = baseline_events(name, train.data, bundle, n, e.seed, n_components=e.gmm_components)  # type: ignore[arg-type]
+            events = baseline_events(name, train.data, bundle, n, e.seed, n_components=e.gmm_components)
             write_events(path, events, bundle.schema, {"baseline": name}, overwrite=True)
         table = read_events(path, bundle.schema)
         label = {"prior": "plain VAE (prior)", "smear": "±5% smearing", "kde": "Gaussian KDE"}.get(

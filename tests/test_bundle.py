@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from eventgen.bundle import Bundle, describe_bundle, read_bundle_metadata
-from eventgen.errors import BundleError, OutputError
+from eventgen.errors import BundleError, ConfigError, OutputError
 from eventgen.fit import BufferSettings, fit
 from eventgen.io import read_events
 from eventgen.model import ModelSettings
+from eventgen.sampling import SamplingSettings
 from eventgen.train import TrainSettings
 
 SMALL_MODEL = ModelSettings(latent_dim=6, hidden=32, depth=2)
@@ -103,7 +104,67 @@ def test_corrupt_and_foreign_bundles_are_refused(bundle: Bundle, tmp_path: Path)
 
 
 def test_weighted_buffer_settings_need_a_column() -> None:
-    from eventgen.errors import ConfigError
-
     with pytest.raises(ConfigError, match="needs buffer.weight_column"):
-        BufferSettings(selection="weighted")
+        BufferSettings(SamplingSettings(selection="weighted"))
+    with pytest.raises(
+        ConfigError, match="^fit.yaml: buffer: selection 'weighted' needs buffer.weight_column"
+    ):
+        BufferSettings.from_mapping({"selection": "weighted"}, "fit.yaml: buffer")
+
+
+def test_buffer_section_is_flat() -> None:
+    got = BufferSettings.from_mapping(
+        {"mode": "kde", "alpha": 2, "bandwidth": "silverman", "weight_column": "met", "weight_power": 2}
+    )
+    assert got == BufferSettings(SamplingSettings(mode="kde", alpha=2.0, bandwidth="silverman"), "met", 2)
+    assert BufferSettings.from_mapping(None) == BufferSettings()
+    with pytest.raises(ConfigError, match=r"unknown key buffer.modes; valid keys are \['mode', 'alpha'"):
+        BufferSettings.from_mapping({"modes": "kde"})
+    with pytest.raises(ConfigError, match="^buffer: mode='bufer' is unknown; choose one of buffer, kde"):
+        BufferSettings.from_mapping({"mode": "bufer"})
+    with pytest.raises(ConfigError, match="weight_power must be a finite number, found 'two'"):
+        BufferSettings.from_mapping({"weight_power": "two"})
+    with pytest.raises(ConfigError, match="buffer must be a mapping"):
+        BufferSettings.from_mapping("kde")  # type: ignore[arg-type]
+
+
+def test_sampling_settings_are_stored_once(bundle: Bundle) -> None:
+    meta = json.loads((bundle.path / "bundle.json").read_text())
+    assert meta["sampling"] == SamplingSettings().to_dict() == bundle.buffer.settings.to_dict()
+    assert meta["format_version"] == 2 and "buffer_params" not in meta
+    assert "buffer_settings" not in meta["training"]
+    assert meta["training"]["buffer_weights"] == {"column": None, "power": 1.0}
+    with np.load(bundle.path / "buffer.npz") as state:
+        assert set(state.files) == {"state_version", "mu", "sigma"}
+    assert Bundle.load(bundle.path).buffer.settings == bundle.buffer.settings
+
+
+def test_invalid_stored_sampling_is_refused(bundle: Bundle, tmp_path: Path) -> None:
+    target = _copy(bundle, tmp_path)
+    meta = json.loads((target / "bundle.json").read_text())
+    (target / "bundle.json").write_text(json.dumps({**meta, "sampling": {**meta["sampling"], "mode": "vae"}}))
+    with pytest.raises(BundleError, match="invalid sampling settings .*mode='vae' is unknown"):
+        Bundle.load(target)
+    (target / "bundle.json").write_text(json.dumps({**meta, "sampling": {**meta["sampling"], "beta": 1}}))
+    with pytest.raises(BundleError, match="corrupt or from an incompatible eventgen"):
+        Bundle.load(target)
+
+
+def test_format_version_1_still_loads(bundle: Bundle, tmp_path: Path) -> None:
+    """Version 1 kept the settings as ``buffer_params`` in bundle.json and again in buffer.npz."""
+    target = _copy(bundle, tmp_path)
+    meta = json.loads((target / "bundle.json").read_text())
+    settings = meta.pop("sampling")
+    (target / "bundle.json").write_text(json.dumps({**meta, "format_version": 1, "buffer_params": settings}))
+    with np.load(target / "buffer.npz") as data:
+        state = {k: data[k] for k in data.files}
+    state.update({k: np.asarray(v) for k, v in settings.items()}, state_version=np.asarray(1))
+    np.savez(target / "buffer.npz", **state)
+    loaded = Bundle.load(target)
+    assert loaded.buffer.settings == bundle.buffer.settings and "buffer_params" not in loaded.metadata
+    z = bundle.buffer.sample_range(0, 100, seed=1)[0]
+    np.testing.assert_array_equal(loaded.buffer.sample_range(0, 100, seed=1)[0], z)
+    meta["format_version"] = 3
+    (target / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="format version 3, this eventgen reads 1 and 2"):
+        Bundle.load(target)

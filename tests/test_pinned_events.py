@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from eventgen.bundle import Bundle
-from eventgen.generate import Sampling, generate
+from eventgen.generate import generate
 from eventgen.io import read_events
 
 DATA = Path(__file__).parent / "data"
@@ -41,6 +41,6 @@ def bundle() -> Bundle:
 )
 def test_fixture_bundle_events_are_bit_identical(bundle: Bundle, tmp_path: Path, name: str) -> None:
     out = tmp_path / "events.parquet"
-    generate(bundle, 5000, out, seed=7, sampling=Sampling(**SETTINGS[name]), device="cpu")
+    generate(bundle, 5000, out, seed=7, sampling=SETTINGS[name], device="cpu")
     pinned = np.load(DATA / "bundle_events.npz")[name]
     np.testing.assert_array_equal(read_events(out).data[ROWS], pinned)

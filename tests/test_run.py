@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from eventgen.errors import ConfigError
 from eventgen.run import load_run_job, run
+from eventgen.sampling import SamplingSettings
 
 TINY = """
 workdir: {workdir}
@@ -55,6 +59,33 @@ def test_main_job_runs_and_skips_finished_stages(tmp_path: Path, caplog: pytest.
         ("fit: {model: 3}\n", "model must be a mapping of keys to values, found 3"),
         ("simulate: ttbar\n", "simulate must be a mapping"),
         ("stages: all\n", "unknown key run.yaml: stages"),
+        (
+            "generate: {mode: bufer}\n",
+            "^run.yaml: generate: mode='bufer' is unknown; choose one of buffer, kde, gmm",
+        ),
+        ("generate: {alpha: -1}\n", "generate: alpha=-1 is invalid; pass a finite number >= 0"),
+        (
+            "generate: {sampling: {mode: kde}}\n",
+            r"unknown key run.yaml: generate.sampling; valid keys are \['n_e",
+        ),
+        ("generate: {n_events: 0}\n", "generate.n_events must be at least 1"),
+        (
+            "generate: {selection: weighted}\n",
+            "generate: selection 'weighted' needs fit.buffer.weight_column",
+        ),
+        (
+            "fit: {buffer: {mode: gmm}}\ngenerate: {selection: stratified}\n",
+            "applies to modes 'buffer' and 'kde'",
+        ),
+        ("fit: {buffer: {gamma: -1}}\n", "^run.yaml: fit: buffer: gamma=-1 is invalid"),
+        ("fit: {buffer: {modes: kde}}\n", "unknown key run.yaml: fit: buffer.modes"),
+        (
+            "evaluate: {baselines: [smaer]}\n",
+            r"evaluate.baselines must be one of \['smear', 'kde', 'gmm', 'prior'\]",
+        ),
+        ("evaluate: {max_events: 5}\n", "evaluate.max_events must be at least 10"),
+        ("evaluate: {gmm_components: 0}\n", "evaluate.gmm_components must be at least 1"),
+        ("seed: true\n", "seed must be a non-negative integer"),
     ],
 )
 def test_run_config_errors(tmp_path: Path, text: str, match: str) -> None:
@@ -65,6 +96,46 @@ def test_run_config_errors(tmp_path: Path, text: str, match: str) -> None:
 
 
 def test_default_config_loads() -> None:
-    assert (
-        load_run_job(str(Path(__file__).parents[1] / "configs" / "default.yaml")).simulate.n_train == 20_000
+    job = load_run_job(str(Path(__file__).parents[1] / "configs" / "default.yaml"))
+    assert job.simulate.n_train == 20_000
+    assert job.fit.buffer.sampling == SamplingSettings(mode="buffer", alpha=1.0, gamma=0.05)
+    assert job.generate.sampling == SamplingSettings(alpha=1.0, gamma=0.125)  # the fit's, overridden
+    assert job.evaluate.baselines == ("smear", "kde", "gmm", "prior")
+
+
+def test_generate_overrides_apply_to_the_fit_sampling(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "fit: {buffer: {mode: kde, bandwidth: 0.5, selection: weighted, weight_column: met}}\n"
+        "generate: {mode: gmm, n_components: 7}\n"
     )
+    job = load_run_job(str(config))
+    assert job.fit.buffer.sampling == SamplingSettings(mode="kde", bandwidth=0.5, selection="weighted")
+    assert job.generate.sampling == SamplingSettings(mode="gmm", bandwidth=0.5, n_components=7)
+
+
+@pytest.mark.parametrize(
+    ("section", "choices"),
+    [
+        ("generate: {mode: bufer}", "choose one of buffer, kde, gmm, prior"),
+        ("evaluate: {baselines: [smaer]}", "must be one of ['smear', 'kde', 'gmm', 'prior']"),
+    ],
+)
+def test_a_typo_fails_before_any_stage_and_without_heavy_imports(
+    tmp_path: Path, section: str, choices: str
+) -> None:
+    """The CLI prints one line and exits 2; loading got there without importing torch or numba."""
+    config = tmp_path / "run.yaml"
+    config.write_text(f"workdir: {tmp_path / 'work'}\n{section}\n")
+    code = (
+        "import sys\n"
+        "from eventgen.cli import main\n"
+        f"rc = main(['run', {str(config)!r}])\n"
+        "print(rc, 'torch' in sys.modules, 'numba' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.split() == ["2", "False", "False"]
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("eventgen run: error: run.yaml: ") and choices in line
+    assert not (tmp_path / "work").exists()

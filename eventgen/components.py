@@ -1,0 +1,269 @@
+"""The latent distributions a density buffer samples, one class per sampling mode.
+
+Each :class:`Component` owns its fit, its draw, its log-density and its state:
+
+=========  ==========================  ==================================================
+mode       class                       draw of one sample
+=========  ==========================  ==================================================
+buffer     :class:`BufferMixture`      event i, ``z = mu_i + (alpha * sigma_i + gamma) * eps``
+kde        :class:`KernelDensity`      event i, ``z = mu_i + h * eps`` (Scott / Silverman / given h)
+gmm        :class:`FullMixture`        component k ~ weights, ``z = m_k + L_k @ eps``
+prior      :class:`StandardNormal`     ``z = eps``
+=========  ==========================  ==================================================
+
+:data:`COMPONENTS` maps each mode of :mod:`eventgen.sampling` to its class. The buffer draws
+events in blocks of :data:`BLOCK`, each from its own random stream; a component fills the rows
+of one block from that stream (after the buffer has drawn the block's events, for the modes
+that pick events), so its output depends only on the stream and the block's events. A new
+mode is one subclass added to :data:`COMPONENTS` (and its name to ``sampling.Mode``); it may
+draw from the stream anything it needs, e.g. the noise of a flow it pushes through a network.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from eventgen import kernels
+from eventgen.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from eventgen.sampling import Mode, SamplingSettings
+
+BLOCK = 4096  # events per random stream; part of the output's definition, never change it
+_LOG_2PI = math.log(2.0 * math.pi)
+_GMM_SCORE_VALUES = 1 << 22  # rows x components scored at once by FullMixture
+
+
+class Component(ABC):
+    """A latent distribution fitted on the buffer ``mu``, ``sigma`` ``(n_buffer, n_latent)``."""
+
+    #: names of the fitted arrays in :meth:`get_state` (stored beside mu and sigma)
+    state_names: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    @abstractmethod
+    def fit(cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, seed: int) -> Self:
+        """Fit on the buffer; ``seed`` seeds whatever is random in fitting."""
+
+    @classmethod
+    @abstractmethod
+    def from_state(
+        cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, state: dict[str, np.ndarray]
+    ) -> Self:
+        """Rebuild from :meth:`get_state`'s arrays (``settings`` may differ in draw-time fields)."""
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """The fitted arrays, named by :attr:`state_names` (none for a mode with nothing to fit)."""
+        return {name: getattr(self, name) for name in self.state_names}
+
+    @abstractmethod
+    def draw(self, gen: np.random.Generator, events: np.ndarray | None, lo: int, out: np.ndarray) -> None:
+        """Rows ``lo .. lo + len(out) - 1`` of one block into ``out`` ``(rows, n_latent)`` float32.
+
+        ``gen`` is the block's own stream; ``events`` ``(BLOCK,)`` are the buffer events of the
+        block's rows for modes that pick events (already drawn from ``gen``), else None.
+        Whatever ``lo`` is, the draw must equal rows ``lo..`` of the whole block's draw.
+        """
+
+    @abstractmethod
+    def score_samples(self, z: np.ndarray) -> np.ndarray:
+        """Log-density ``(m,)`` float64 at the rows of ``z`` ``(m, n_latent)`` float64."""
+
+
+def block_noise(gen: np.random.Generator, lo: int, out: np.ndarray) -> None:
+    """Standard-normal noise of rows ``lo..`` of a block into ``out``; the stream starts at row 0."""
+    if lo == 0:
+        gen.standard_normal(out=out, dtype=np.float32)
+    else:  # draw and drop the rows before lo
+        noise = np.empty((lo + out.shape[0], out.shape[1]), dtype=np.float32)
+        gen.standard_normal(out=noise, dtype=np.float32)
+        out[:] = noise[lo:]
+
+
+class DiagonalMixture(Component):
+    """Equal-weight mixture of the buffer's diagonal Gaussians ``N(mu_i, (alpha * scale_i + gamma)^2)``.
+
+    ``scale`` is ``(n_buffer, n_latent)`` (one row per event) or ``(1, n_latent)`` (shared).
+    """
+
+    def __init__(self, mu: np.ndarray, scale: np.ndarray, alpha: float, gamma: float) -> None:
+        self.mu, self.scale, self.alpha, self.gamma = mu, scale, alpha, gamma
+
+    def draw(self, gen: np.random.Generator, events: np.ndarray | None, lo: int, out: np.ndarray) -> None:
+        assert events is not None
+        block_noise(gen, lo, out)
+        kernels.gather_fma(self.mu, self.scale, self.alpha, self.gamma, events[lo : lo + out.shape[0]], out)
+
+    def score_samples(self, z: np.ndarray) -> np.ndarray:
+        scale = self.alpha * self.scale.astype(np.float64) + self.gamma
+        if np.any(scale <= 0):
+            raise ConfigError(
+                "alpha=0 and gamma=0 make every component a point mass; use alpha > 0 or gamma > 0"
+            )
+        n_buffer, d = self.mu.shape
+        log_norm = np.broadcast_to(-np.log(scale).sum(axis=1), (n_buffer,))
+        log_norm = log_norm - 0.5 * d * _LOG_2PI - math.log(n_buffer)
+        out = np.empty(z.shape[0], dtype=np.float64)
+        kernels.diag_mixture_logpdf(z, self.mu.astype(np.float64), 1.0 / scale, log_norm, out)
+        return out
+
+
+class BufferMixture(DiagonalMixture):
+    """Mode ``buffer``: each event's own Gaussian, widened: scale ``alpha * sigma_i + gamma``."""
+
+    @classmethod
+    def fit(cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, seed: int) -> Self:
+        return cls(mu, sigma, settings.alpha, settings.gamma)
+
+    @classmethod
+    def from_state(
+        cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, state: dict[str, np.ndarray]
+    ) -> Self:
+        return cls.fit(settings, mu, sigma, 0)
+
+
+class KernelDensity(DiagonalMixture):
+    """Mode ``kde``: a Gaussian kernel density estimate on the mu_i with bandwidth ``h`` ``(n_latent,)``."""
+
+    state_names = ("h",)
+
+    def __init__(self, mu: np.ndarray, h: np.ndarray) -> None:
+        super().__init__(mu, h[None, :], 1.0, 0.0)
+        self.h = h
+
+    @classmethod
+    def fit(cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, seed: int) -> Self:
+        return cls(mu, bandwidth(mu, settings.bandwidth))
+
+    @classmethod
+    def from_state(
+        cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, state: dict[str, np.ndarray]
+    ) -> Self:
+        h = np.asarray(state["h"], dtype=np.float64)
+        if h.shape != (mu.shape[1],) or not np.all(np.isfinite(h) & (h > 0)):
+            raise InputError(f"h has shape {h.shape} or entries <= 0; expected ({mu.shape[1]},) positive")
+        return cls(mu, h)
+
+
+class FullMixture(Component):
+    """Mode ``gmm``: a full-covariance Gaussian mixture fitted on the mu_i (scikit-learn).
+
+    ``gmm_weights`` ``(K,)``, ``gmm_means`` ``(K, n_latent)``, ``gmm_chol`` ``(K, n_latent, n_latent)``
+    (lower Cholesky factors of the covariances), float64.
+    """
+
+    state_names = ("gmm_weights", "gmm_means", "gmm_chol")
+
+    def __init__(self, gmm_weights: np.ndarray, gmm_means: np.ndarray, gmm_chol: np.ndarray) -> None:
+        self.gmm_weights, self.gmm_means, self.gmm_chol = gmm_weights, gmm_means, gmm_chol
+        self._alias = kernels.alias_table(gmm_weights)
+
+    @classmethod
+    def fit(cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, seed: int) -> Self:
+        from sklearn.mixture import GaussianMixture
+
+        if settings.n_components > mu.shape[0]:
+            raise InputError(
+                f"n_components={settings.n_components} exceeds the {mu.shape[0]} buffer events; "
+                "lower n_components or encode more events"
+            )
+        gm = GaussianMixture(settings.n_components, covariance_type="full", random_state=seed)
+        gm.fit(mu.astype(np.float64))
+        return cls(
+            np.asarray(gm.weights_, dtype=np.float64),
+            np.asarray(gm.means_, dtype=np.float64),
+            np.linalg.cholesky(np.asarray(gm.covariances_, dtype=np.float64)),
+        )
+
+    @classmethod
+    def from_state(
+        cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, state: dict[str, np.ndarray]
+    ) -> Self:
+        weights, means, chol = (np.asarray(state[name], dtype=np.float64) for name in cls.state_names)
+        k, d = weights.shape[0], mu.shape[1]
+        if means.shape != (k, d) or chol.shape != (k, d, d) or not np.all(weights >= 0):
+            raise InputError(f"the gmm arrays have shapes {weights.shape}, {means.shape}, {chol.shape}")
+        return cls(weights, means, chol)
+
+    def draw(self, gen: np.random.Generator, events: np.ndarray | None, lo: int, out: np.ndarray) -> None:
+        picks = np.empty(BLOCK, dtype=np.int64)
+        kernels.alias_draw(gen.random(BLOCK), *self._alias, picks)
+        block_noise(gen, lo, out)
+        kernels.gather_gaussian(self.gmm_means, self.gmm_chol, picks[lo : lo + out.shape[0]], out)
+
+    def score_samples(self, z: np.ndarray) -> np.ndarray:
+        from scipy.linalg import solve_triangular
+        from scipy.special import logsumexp
+
+        k_total, d = self.gmm_means.shape
+        log_const = (
+            np.log(self.gmm_weights)
+            - np.log(np.diagonal(self.gmm_chol, axis1=1, axis2=2)).sum(axis=1)
+            - 0.5 * d * _LOG_2PI
+        )
+        out = np.empty(z.shape[0], dtype=np.float64)
+        step = max(1, _GMM_SCORE_VALUES // k_total)
+        for lo in range(0, z.shape[0], step):
+            chunk = z[lo : lo + step]
+            comp = np.empty((chunk.shape[0], k_total))
+            for k in range(k_total):
+                y = solve_triangular(self.gmm_chol[k], (chunk - self.gmm_means[k]).T, lower=True)
+                comp[:, k] = log_const[k] - 0.5 * np.einsum("ij,ij->j", y, y)
+            out[lo : lo + step] = logsumexp(comp, axis=1)
+        return out
+
+
+class StandardNormal(Component):
+    """Mode ``prior``: ``z ~ N(0, I)``, the plain VAE (a baseline); nothing to fit."""
+
+    def __init__(self, n_latent: int) -> None:
+        self.n_latent = n_latent
+
+    @classmethod
+    def fit(cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, seed: int) -> Self:
+        return cls(mu.shape[1])
+
+    @classmethod
+    def from_state(
+        cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, state: dict[str, np.ndarray]
+    ) -> Self:
+        return cls(mu.shape[1])
+
+    def draw(self, gen: np.random.Generator, events: np.ndarray | None, lo: int, out: np.ndarray) -> None:
+        block_noise(gen, lo, out)
+
+    def score_samples(self, z: np.ndarray) -> np.ndarray:
+        return -0.5 * np.einsum("ij,ij->i", z, z) - 0.5 * self.n_latent * _LOG_2PI
+
+
+COMPONENTS: dict[Mode, type[Component]] = {
+    "buffer": BufferMixture,
+    "kde": KernelDensity,
+    "gmm": FullMixture,
+    "prior": StandardNormal,
+}
+
+
+def bandwidth(mu: np.ndarray, rule: float | str) -> np.ndarray:
+    """Per-dimension KDE bandwidth ``(n_latent,)`` float64 by rule of thumb on ``mu``, or the given number."""
+    n, d = mu.shape
+    if not isinstance(rule, str):
+        return np.full(d, float(rule))
+    if n < 2:
+        raise InputError("a bandwidth rule needs at least 2 buffer events; pass more or a numeric bandwidth")
+    spread = mu.astype(np.float64).std(axis=0, ddof=1)
+    if np.any(spread <= 0):
+        raise InputError(
+            f"mu is constant along latent dimension(s) {np.flatnonzero(spread <= 0).tolist()}, so the "
+            f"{rule!r} bandwidth is 0 there; pass a numeric bandwidth"
+        )
+    factor = n ** (-1.0 / (d + 4))
+    if rule == "silverman":
+        factor *= (4.0 / (d + 2)) ** (1.0 / (d + 4))
+    return spread * factor

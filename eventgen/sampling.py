@@ -1,0 +1,149 @@
+"""Sampling settings: how new latent points are drawn from a fitted density buffer.
+
+One frozen, validated :class:`SamplingSettings` carries them everywhere: the fit config's
+``buffer:`` section, the bundle (stored once, in ``bundle.json``), ``generate``'s overrides
+(command line, job config, Python) and :class:`~eventgen.buffer.DensityBuffer`. The modes,
+selections and bandwidth rules are declared here once, as ``Literal`` types; the tuples
+:data:`MODES`, :data:`SELECTIONS` and :data:`BANDWIDTH_RULES` are derived from them, and the
+mode names map onto the latent distributions of :mod:`eventgen.components`.
+
+This module imports nothing heavy, so configs and the command line validate it instantly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any, Literal, get_args
+
+from eventgen.errors import ConfigError
+
+Mode = Literal["buffer", "kde", "gmm", "prior"]
+Selection = Literal["uniform", "stratified", "weighted"]
+BandwidthRule = Literal["scott", "silverman"]
+MODES: tuple[Mode, ...] = get_args(Mode)
+SELECTIONS: tuple[Selection, ...] = get_args(Selection)
+BANDWIDTH_RULES: tuple[BandwidthRule, ...] = get_args(BandwidthRule)
+
+#: The modes that draw one buffer event per sample, so that ``selection`` applies to them;
+#: every other mode samples with ``selection="uniform"`` (and switches to it when chosen).
+EVENT_MODES: tuple[Mode, ...] = ("buffer", "kde")
+#: The settings a fitted mode applies when drawing; a change of any other field fits the mode again.
+_DRAW_FIELDS = frozenset({"alpha", "gamma", "selection"})
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How latent points are drawn from the buffer of N training events (see :mod:`eventgen.buffer`).
+
+    ``mode``          buffer: ``z = mu_i + (alpha * sigma_i + gamma) * eps``; kde: ``z = mu_i + h * eps``;
+                      gmm: an ``n_components`` full-covariance mixture fitted on the mu_i; prior: N(0, I)
+    ``alpha, gamma``  scale of the buffer mode's components ([DE]: 1 and 0.05)
+    ``selection``     how event i is picked (buffer, kde): uniform, stratified or weighted
+    ``bandwidth``     kde: ``"scott"``, ``"silverman"`` or a number > 0
+    ``n_components``  gmm: number of mixture components
+
+    Invalid values raise :class:`~eventgen.errors.ConfigError` naming the valid choices.
+    """
+
+    mode: Mode = "buffer"
+    alpha: float = 1.0
+    gamma: float = 0.05
+    selection: Selection = "uniform"
+    bandwidth: float | BandwidthRule = "scott"
+    n_components: int = 100
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.mode, str) or self.mode not in MODES:
+            raise ConfigError(f"mode={self.mode!r} is unknown; choose one of {', '.join(MODES)}")
+        if not isinstance(self.selection, str) or self.selection not in SELECTIONS:
+            raise ConfigError(
+                f"selection={self.selection!r} is unknown; choose one of {', '.join(SELECTIONS)}"
+            )
+        for name in ("alpha", "gamma"):
+            value = getattr(self, name)
+            if not _is_number(value) or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{name}={value!r} is invalid; pass a finite number >= 0")
+            object.__setattr__(self, name, float(value))
+        bw = self.bandwidth
+        if isinstance(bw, str):
+            if bw not in BANDWIDTH_RULES:
+                raise ConfigError(
+                    f"bandwidth={bw!r} is unknown; choose one of {', '.join(BANDWIDTH_RULES)} or a number > 0"
+                )
+        elif not _is_number(bw) or not math.isfinite(bw) or bw <= 0:
+            raise ConfigError(
+                f"bandwidth={bw!r} is invalid; pass a number > 0 or one of {', '.join(BANDWIDTH_RULES)}"
+            )
+        else:
+            object.__setattr__(self, "bandwidth", float(bw))
+        n = self.n_components
+        if isinstance(n, bool) or not isinstance(n, Integral) or n < 1:
+            raise ConfigError(f"n_components={n!r} is invalid; pass an integer >= 1")
+        object.__setattr__(self, "n_components", int(n))
+        if self.selection != "uniform" and self.mode not in EVENT_MODES:
+            raise ConfigError(
+                f"selection={self.selection!r} applies to modes {' and '.join(map(repr, EVENT_MODES))} "
+                f"only; use selection='uniform' with mode={self.mode!r}"
+            )
+
+    @property
+    def picks_events(self) -> bool:
+        """Whether each sample draws one buffer event (picked by ``selection``)."""
+        return self.mode in EVENT_MODES
+
+    def updated(self, changes: Mapping[str, Any] | None = None, *, where: str = "") -> SamplingSettings:
+        """These settings with ``changes`` applied; a ``None`` value keeps the current one.
+
+        A new mode that picks no buffer events (gmm, prior) implies ``selection="uniform"``
+        unless a selection is given. Unknown keys and invalid values raise ConfigError,
+        prefixed with ``where`` (for example ``"run.yaml: generate"``) when given.
+        """
+        if changes is not None and not isinstance(changes, Mapping):
+            raise ConfigError(
+                _at(where, f"sampling settings must be a mapping of keys to values, found {changes!r}")
+            )
+        given = {k: v for k, v in (changes or {}).items() if v is not None}
+        unknown = sorted(set(given) - set(FIELDS), key=str)
+        if unknown:
+            raise ConfigError(
+                _at(where, f"unknown sampling setting {unknown[0]!r}; valid keys are {list(FIELDS)}")
+            )
+        if given.get("mode", self.mode) not in EVENT_MODES and "selection" not in given:
+            given["selection"] = "uniform"
+        try:
+            return dataclasses.replace(self, **given)
+        except ConfigError as exc:
+            raise ConfigError(_at(where, str(exc))) from None
+
+    def resolve(self, sampling: SamplingSpec, where: str = "sampling") -> SamplingSettings:
+        """The settings ``sampling`` asks for, starting from these ones (a bundle's, say).
+
+        None keeps these settings; a mapping overrides some of them (see :meth:`updated`); a
+        :class:`SamplingSettings` replaces them.
+        """
+        return sampling if isinstance(sampling, SamplingSettings) else self.updated(sampling, where=where)
+
+    def same_fit(self, other: SamplingSettings) -> bool:
+        """Whether a mode fitted for ``other`` serves these settings: they differ in draw-time fields only."""
+        return all(getattr(self, f) == getattr(other, f) for f in FIELDS if f not in _DRAW_FIELDS)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON values (``SamplingSettings(**s.to_dict()) == s``)."""
+        return dataclasses.asdict(self)
+
+
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SamplingSettings))
+#: What ``generate`` takes as ``sampling``: settings, overrides of the bundle's, or None (see ``resolve``).
+SamplingSpec = SamplingSettings | Mapping[str, Any] | None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _at(where: str, message: str) -> str:
+    return f"{where}: {message}" if where else message
