@@ -132,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generated", required=True, help="generated events: a file or a dataset directory")
     p.add_argument("--reference", required=True, help="held-out events of the original simulation")
     p.add_argument("--train", help="the events the bundle was fitted on (for the memorisation check)")
-    p.add_argument("-o", "--output", required=True, help="report directory (metrics.json, report.md, plots)")
+    p.add_argument(
+        "-o", "--output", required=True, help="report directory (report.html, report.md, metrics.json, plots)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the subsampling and the metrics")
     p.add_argument(
         "--max-events", type=int, default=50_000, help="events per sample (subsampled with the seed)"
@@ -333,8 +335,9 @@ def _generate(args: argparse.Namespace) -> None:
 
 @command("evaluate")
 def _evaluate(args: argparse.Namespace) -> None:
-    from eventgen.evaluate import evaluate, write_report
+    from eventgen.evaluate import evaluate
     from eventgen.io import sample_events
+    from eventgen.report import collect_provenance, write_report
 
     out = Path(args.output)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
@@ -344,7 +347,10 @@ def _evaluate(args: argparse.Namespace) -> None:
     generated = sample_events(args.generated, n, args.seed + 1, reference.schema)
     train = sample_events(args.train, n, args.seed + 2, reference.schema) if args.train else None
     result = evaluate(generated, reference, train, seed=args.seed, max_events=n)
-    report = write_report(result, out, generated=generated, reference=reference)
+    inputs = {"generated": args.generated, "reference": args.reference, "train": args.train}
+    settings = {"seed": args.seed, "max_events": n}
+    provenance = collect_provenance(generated=generated, inputs=inputs, settings=settings, command=args.argv)
+    report = write_report(result, out, generated=generated, reference=reference, provenance=provenance)
     g, t = result["generated"], result["truth"]
     log.info(
         "classifier AUC %.3f (truth vs truth %.3f), mean W1/sigma %.4f (%.4f); report: %s",
@@ -365,7 +371,7 @@ def _run(args: argparse.Namespace) -> None:
     job = load_run_job(args.config)
     if args.workdir:
         job = dataclasses.replace(job, workdir=args.workdir)
-    report = run(job, progress=args.progress, workers=args.workers)
+    report = run(job, progress=args.progress, workers=args.workers, command=args.argv)
     log.info("done; report: %s", report)
     if not args.quiet:
         print(report.read_text().split("## Per column")[0].strip())
@@ -508,6 +514,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``eventgen`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    args.argv = ["eventgen", *(sys.argv[1:] if argv is None else argv)]  # the command line, for provenance
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("eventgen: %(message)s"))
     log.handlers[:] = [handler]

@@ -12,7 +12,7 @@ Work directory::
     bundle/                         the fitted generator
     generated.parquet               eventgen's events
     baselines/NAME.parquet          the baselines' events
-    report/                         report.md, metrics.json, plots
+    report/                         report.html, report.md, metrics.json, plots/
 """
 
 from __future__ import annotations
@@ -156,8 +156,13 @@ def _section(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     return dict(value)
 
 
-def run(job: RunJob, *, progress: bool = False, workers: int | None = None) -> Path:
-    """Run every stage that is not up to date; returns the path of the report."""
+def run(
+    job: RunJob, *, progress: bool = False, workers: int | None = None, command: list[str] | None = None
+) -> Path:
+    """Run every stage that is not up to date; returns the path of the report.
+
+    ``command`` (the command line, as words) is recorded in the report's provenance.
+    """
     work = Path(job.workdir)
     work.mkdir(parents=True, exist_ok=True)
     stamps = _Stamps(work)
@@ -175,7 +180,7 @@ def run(job: RunJob, *, progress: bool = False, workers: int | None = None) -> P
         stamps.record("generate", gen_key)
     eval_key = stamps.key("evaluate", dataclasses.asdict(job.evaluate), gen_key)
     if not stamps.fresh("evaluate", eval_key, work / "report" / "report.md"):
-        _evaluate(job, work)
+        _evaluate(job, work, command)
         stamps.record("evaluate", eval_key)
     return work / "report" / "report.md"
 
@@ -241,12 +246,13 @@ def _generate(job: RunJob, work: Path, progress: bool) -> None:
     log.info("generated %d events at %.0f events/s", result.n_events, result.events_per_second)
 
 
-def _evaluate(job: RunJob, work: Path) -> None:
+def _evaluate(job: RunJob, work: Path, command: list[str] | None) -> None:
     from eventgen.baselines import baseline_events
     from eventgen.bundle import Bundle
-    from eventgen.evaluate import evaluate, write_report
+    from eventgen.evaluate import evaluate
     from eventgen.generate import generate
     from eventgen.io import read_events, sample_events, write_events
+    from eventgen.report import collect_provenance, write_report
 
     e = job.evaluate
     bundle = Bundle.load(work / "bundle")
@@ -277,6 +283,16 @@ def _evaluate(job: RunJob, work: Path) -> None:
         reference=reference,
         title=f"eventgen evaluation: {bundle.schema.name}",
         extra_rows=extra,
+        provenance=collect_provenance(
+            generated=generated,
+            inputs={
+                "generated": work / "generated.parquet",
+                "reference": work / "test.parquet",
+                "train": work / "train.parquet",
+            },
+            settings={**dataclasses.asdict(e), "max_events": n},
+            command=command,
+        ),
     )
     summary = {"eventgen": result, **{label: r for label, r in extra}}
     (work / "report" / "all_metrics.json").write_text(json.dumps(summary, indent=1, allow_nan=False))

@@ -11,11 +11,12 @@ import pytest
 
 from eventgen.baselines import baseline_events
 from eventgen.errors import ConfigError, InputError
-from eventgen.evaluate import evaluate, headline, write_report
+from eventgen.evaluate import evaluate, headline
 from eventgen.fit import fit
 from eventgen.io import EventTable, read_events, sample_events, write_events
 from eventgen.metrics import physicality
 from eventgen.model import ModelSettings
+from eventgen.report import write_report
 from eventgen.train import TrainSettings
 
 DATA = Path(__file__).parent / "data" / "ttbar_small.parquet"
@@ -79,16 +80,21 @@ def test_report_files(
     text = report.read_text()
     assert "| metric | eventgen | same | truth vs truth |" in text
     assert json.loads((tmp_path / "rep" / "metrics.json").read_text())["generated"]["classifier_auc"][0] > 0.5
-    assert not list((tmp_path / "rep").glob("*.png"))
+    assert not list((tmp_path / "rep").glob("**/*.png"))
+    assert "<img" not in (tmp_path / "rep" / "report.html").read_text()
 
 
 @pytest.mark.slow
 def test_report_plots(tmp_path: Path, split: tuple[EventTable, EventTable], noisy) -> None:
-    pytest.importorskip("matplotlib")
+    for extra in ("matplotlib", "hist", "mplhep"):
+        pytest.importorskip(extra)
     test, (events, result) = split[1], noisy
     write_report(result, tmp_path / "rep", generated=events, reference=test)
-    for png in ("columns.png", "observables.png"):
-        assert (tmp_path / "rep" / png).stat().st_size > 10_000
+    pngs = [*test.schema.names, "m_jj", "m_jjj", "m_4j", "ht", "m_lj", "m_ll"]  # met: drawn as a column
+    for png in pngs:
+        assert (tmp_path / "rep" / "plots" / f"{png}.png").stat().st_size > 10_000
+    assert sorted(p.stem for p in (tmp_path / "rep" / "plots").iterdir()) == sorted(pngs)  # no memorisation
+    assert (tmp_path / "rep" / "report.html").read_text().count("<img ") == len(pngs)
 
 
 def test_sample_events_reads_files_and_datasets_in_bounded_draws(tmp_path: Path) -> None:
