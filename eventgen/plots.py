@@ -330,6 +330,9 @@ def _ratio_panel(ax: Axes, edges: np.ndarray, r: Ratio, limits: tuple[float, flo
             gid=gid,
         )
     ax.set_ylim(lo, hi)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=5, prune="both"))  # no label on the panels' border
 
 
 def auc_memorisation_figure(results: Sequence[tuple[str, dict[str, Any]]]) -> Figure | None:
@@ -354,9 +357,9 @@ def auc_memorisation_figure(results: Sequence[tuple[str, dict[str, Any]]]) -> Fi
     markers = ["o", "s", "D", "P", "X", "v", "<", ">", "h", "p"]
     colors = ["black", "#f89c20", "#964a8b", "#9c9ca1", "#7a21dd", "#e42536", "#5790fc"]
     with plot_style():
-        fig = Figure(figsize=(10, 9), dpi=DPI)
+        fig = Figure(figsize=(13, 9), dpi=DPI)
         ax = fig.subplots()
-        fig.subplots_adjust(left=0.14, right=0.96, top=0.92, bottom=0.12)
+        fig.subplots_adjust(left=0.11, right=0.7, top=0.92, bottom=0.12)
         ax.axhline(0.5, color="0.5", ls=":", lw=1.5)
         ax.axvline(1.0, color="0.5", ls=":", lw=1.5)
         for k, (label, (x, xe), (y, ye)) in enumerate(rows):
@@ -370,7 +373,8 @@ def auc_memorisation_figure(results: Sequence[tuple[str, dict[str, Any]]]) -> Fi
                 yerr=ye or 0,
                 fmt="*" if is_truth else markers[k % len(markers)],
                 color="#2c5aa0" if is_truth else colors[k % len(colors)],
-                markersize=22 if is_truth else 13,
+                markersize=22 if is_truth else 16 if k == 0 else 13,
+                zorder=4 if k == 0 else 3,
                 capsize=0,
                 elinewidth=2,
                 label=label,
@@ -384,7 +388,7 @@ def auc_memorisation_figure(results: Sequence[tuple[str, dict[str, Any]]]) -> Fi
         hint = {"ha": "left", "fontsize": 15, "color": "0.35", "style": "italic"}
         ax.text(0.0, 0.465, "← copies training events", va="bottom", **hint)
         ax.text(0.0, 1.005, "↑ separable from the simulation", va="top", **hint)
-        ax.legend(loc="center left", fontsize=17, frameon=True, framealpha=0.9, edgecolor="0.8")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=17, borderaxespad=0)
         _header(ax, "fidelity vs. novelty")
     return fig
 

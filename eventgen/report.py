@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import platform
 import shlex
 import time
@@ -138,7 +139,7 @@ def headline_table(
     header = ["metric", "eventgen", *[label for label, _ in extra], "truth vs truth"]
     others = [{name: value for name, value, _ in headline(r)} for _, r in extra]
     rows = [
-        [name, _fmt(value), *[_fmt(o.get(name)) for o in others], _fmt(truth)]
+        [name, format_value(value), *[format_value(o.get(name)) for o in others], format_value(truth)]
         for name, value, truth in headline(result)
     ]
     return header, rows
@@ -159,12 +160,12 @@ def quantity_table(
         rows.append(
             [
                 name,
-                _fmt(m["w1"]),
-                _fmt(t["w1"]),
-                _fmt(m["chi2_ndf"]),
-                _fmt(t["chi2_ndf"]),
-                _fmt(m["de_chi2"]),
-                _fmt(t["de_chi2"]),
+                format_value(m["w1"]),
+                format_value(t["w1"]),
+                format_value(m["chi2_ndf"]),
+                format_value(t["chi2_ndf"]),
+                format_value(m["de_chi2"]),
+                format_value(t["de_chi2"]),
             ]
         )
         flags.append(
@@ -190,16 +191,20 @@ def memorisation_table(
     for label, r in [("eventgen", result), *extra]:
         if "memorisation" in r:
             m = r["memorisation"]["generated"]
-            rows.append([label, _fmt(m["ratio"]), _fmt(m["closer_to_train"])])
+            rows.append([label, format_value(m["ratio"]), format_value(m["closer_to_train"])])
     m = result["memorisation"]["truth"]
-    rows.append(["truth vs truth (held-out half B)", _fmt(m["ratio"]), _fmt(m["closer_to_train"])])
+    rows.append(
+        ["truth vs truth (held-out half B)", format_value(m["ratio"]), format_value(m["closer_to_train"])]
+    )
     return header, rows
 
 
 def physicality_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Fraction of events passing each physicality check, generated and truth vs truth."""
     g, t = result["generated"]["physicality"], result["truth"]["physicality"]
-    return ["check", "eventgen", "truth vs truth"], [[k, _fmt(g[k]), _fmt(t.get(k))] for k in g]
+    return ["check", "eventgen", "truth vs truth"], [
+        [k, format_value(g[k]), format_value(t.get(k))] for k in g
+    ]
 
 
 def provenance_rows(prov: dict[str, Any]) -> list[tuple[str, list[str]]]:
@@ -370,14 +375,14 @@ main{max-width:1240px;margin:0 auto;padding:28px 32px 60px}
 h1{font-size:26px;margin:0 0 6px}h2{font-size:19px;margin:34px 0 10px;border-bottom:2px solid #d8dde6;padding-bottom:4px}
 .lead{max-width:900px;margin:4px 0}.facts{color:#556;font-size:13.5px}.note{color:#556;font-size:13.5px;max-width:980px}
 table{border-collapse:collapse;background:#fff;box-shadow:0 1px 2px rgba(0,0,0,.08);margin:8px 0;font-size:14px}
-th,td{padding:5px 12px;border-bottom:1px solid #e4e7ee;text-align:right;white-space:nowrap}
-thead th{background:#27344d;color:#fff;font-weight:600;text-align:center}
+th,td{padding:5px 10px;border-bottom:1px solid #e4e7ee;text-align:right;white-space:nowrap}
+thead th{background:#27344d;color:#fff;font-weight:600;text-align:center;white-space:normal}
 tbody th{text-align:left;font-weight:500}td{font-variant-numeric:tabular-nums}
 tbody tr:nth-child(even){background:#f8f9fb}table.headline td:nth-child(2){font-weight:600}
 table.headline td:last-child{color:#2c5aa0}
 td.tension{background:#fde2e1;color:#8b1a16;font-weight:600}span.tension{background:#fde2e1;color:#8b1a16;padding:0 4px}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:12px;margin-top:14px}
-figure{margin:0;background:#fff;padding:6px;box-shadow:0 1px 2px rgba(0,0,0,.08)}figure.summary{flex:0 1 480px;min-width:320px}
+figure{margin:0;background:#fff;padding:6px;box-shadow:0 1px 2px rgba(0,0,0,.08)}figure.summary{flex:0 1 760px;min-width:320px}
 .row{display:flex;flex-wrap:wrap;gap:20px;align-items:flex-start}
 figure img{width:100%;height:auto;display:block}figcaption{font-size:12px;color:#667;text-align:center}
 table.provenance th{text-align:left;vertical-align:top;background:#eef1f6;color:#1d2330}
@@ -406,14 +411,23 @@ def _tension(value: Any, truth: Any) -> bool:
     return bool(value[0] - truth[0] > _TENSION * error) if error > 0 else bool(value[0] > truth[0])
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "–"
+def format_value(value: Any) -> str:
+    """A number, or ``[value, error]`` rounded to the error's two significant digits."""
     if isinstance(value, (list, tuple)) and len(value) == 2:
         v, e = value
         if v is None:
             return "–"
-        return f"{v:.4g} ± {e:.2g}" if e is not None else f"{v:.4g}"
+        if e is None or not math.isfinite(e) or e <= 0 or not math.isfinite(v):
+            return f"{v:.4g}"
+        decimals = 1 - math.floor(math.log10(e))
+        if 0 <= decimals <= 5 and (abs(v) >= 1e-3 or decimals <= 3):
+            return f"{v:.{decimals}f} ± {e:.{decimals}f}"
+        k = math.floor(math.log10(max(abs(v), e)))
+        m, me = v / 10.0**k, e / 10.0**k
+        digits = min(max(1 - math.floor(math.log10(me)), 0), 4)
+        return f"({m:.{digits}f} ± {me:.{digits}f})e{k}"
+    if value is None:
+        return "–"
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
