@@ -105,12 +105,12 @@ def test_provenance_in_every_file(report_dir: Path) -> None:
 
 def test_sampling_settings_come_from_the_generated_file(tmp_path: Path) -> None:
     from eventgen.bundle import Bundle
-    from eventgen.generate import EventSource, Sampling
+    from eventgen.generate import EventSource
     from eventgen.io import write_events
 
     bundle = Bundle.load(Path(__file__).parent / "data" / "bundle")
     events = read_events(DATA).data[:300]
-    metadata = EventSource(bundle, Sampling(gamma=0.2), seed=4, device="cpu").run_metadata(
+    metadata = EventSource(bundle, {"gamma": 0.2}, seed=4, device="cpu").run_metadata(
         300
     )  # what generate writes
     write_events(tmp_path / "g.parquet", events, bundle.schema, metadata)
