@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import zipfile
@@ -29,11 +30,13 @@ from eventgen import __version__
 from eventgen.errors import BundleError, ConfigError, OutputError
 from eventgen.io import first_line, json_default
 from eventgen.schema import Schema
+from eventgen.validate import REFIT, SavedState
 
 FORMAT = "eventgen-bundle"
 FORMAT_VERSION = 2
 _READABLE_VERSIONS = (1, 2)  # version 1 kept the sampling settings under "buffer_params"
 _FILES = ("bundle.json", "model.npz", "preprocess.npz", "buffer.npz", "cleanup.npz")
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
 @dataclass
@@ -94,12 +97,14 @@ class Bundle:
 
     @classmethod
     def load(cls, path: str | Path) -> Bundle:
-        """Load a bundle; a missing, corrupt, foreign or pickled bundle raises BundleError."""
-        import torch
+        """Load a bundle; a missing, corrupt, foreign, pickled or altered bundle raises BundleError.
 
+        Every array is checked (dtype, shape against the schema and the model settings, value
+        ranges, declared size against the file size) before torch or a compiled kernel sees it.
+        """
         from eventgen.buffer import DensityBuffer
         from eventgen.cleanup import PhysicsCleanup
-        from eventgen.model import BetaVAE, ModelSettings
+        from eventgen.model import ModelSettings
         from eventgen.preprocess import Preprocessor
         from eventgen.sampling import SamplingSettings
 
@@ -108,19 +113,21 @@ class Bundle:
         try:
             schema = Schema.from_dict(meta["schema"])
             settings = ModelSettings(**meta["model_settings"])
-            model = BetaVAE(int(meta["n_features"]), settings)
-            weights = _load_npz(path / "model.npz")
-            model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
-            model.eval()
-            preprocessor = Preprocessor.from_state(_load_npz(path / "preprocess.npz"))
+            if meta["n_features"] != len(schema) or isinstance(meta["n_features"], bool):
+                raise ValueError(
+                    f"n_features {meta['n_features']!r} is not the schema's {len(schema)} columns"
+                )
             try:
                 sampling = SamplingSettings(**stored_sampling(meta))
             except ConfigError as exc:
                 raise BundleError(
                     f"bundle {str(path)!r} has invalid sampling settings ({exc}); fit it again"
                 ) from None
-            buffer = DensityBuffer.from_state(_load_npz(path / "buffer.npz"), sampling)
-            cleanup = PhysicsCleanup.from_state(_load_npz(path / "cleanup.npz"), schema)
+            saved = {name: _load_npz(path / name) for name in _FILES if name.endswith(".npz")}
+            model = _load_model(saved["model.npz"], len(schema), settings)
+            preprocessor = Preprocessor.from_state(saved["preprocess.npz"], schema)
+            buffer = DensityBuffer.from_state(saved["buffer.npz"], sampling)
+            cleanup = PhysicsCleanup.from_state(saved["cleanup.npz"], schema)
         except BundleError:
             raise
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -199,23 +206,101 @@ def describe_bundle(path: Path, meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
+def _load_npz(path: Path) -> SavedState:
+    """The arrays of an ``.npz`` written by :meth:`Bundle.save`, read without pickle.
+
+    Each member's npy header is read first and its declared size compared with the bytes
+    the member holds, so a header declaring a huge shape is refused before anything is
+    allocated; members must be stored uncompressed (as ``np.savez`` writes them), so that
+    no member, and no sum of members, holds more than the file's size.
+    """
+    source = repr(str(path))
     try:
+        size = path.stat().st_size
         with open(path, "rb") as fh:
-            loaded = np.load(fh, allow_pickle=False)
-            if isinstance(loaded, np.ndarray):
-                raise BundleError(f"{str(path)!r} is a bare array, not an .npz archive; fit the bundle again")
-            with loaded as data:
-                return {k: data[k] for k in data.files}
-    except ValueError as exc:
-        if "pickle" in str(exc):
+            magic = fh.read(4)
+            if magic.startswith(b"\x93NUM"):
+                raise BundleError(f"{source} is a bare array, not an .npz archive; fit the bundle again")
+            if magic[:1] == b"\x80":
+                raise _pickled(f"{source} is a pickle")
+            if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+                raise BundleError(f"{source} is corrupt (not an .npz archive); fit the bundle again")
+            fh.seek(0)
+            with zipfile.ZipFile(fh) as archive:
+                members = archive.infolist()
+                stored = sum(info.compress_size for info in members)
+                if stored > size:
+                    raise BundleError(
+                        f"{source} is corrupt (its members declare {stored} bytes, the file has {size}); "
+                        "fit the bundle again"
+                    )
+                arrays = {
+                    info.filename.removesuffix(".npy"): _read_member(archive, info, source)
+                    for info in members
+                }
+    except (OSError, EOFError, ValueError, NotImplementedError, zipfile.BadZipFile) as exc:
+        raise BundleError(f"{source} is corrupt ({first_line(exc)}); fit the bundle again") from None
+    return SavedState(arrays, source)
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> np.ndarray:
+    """One npy member of an archive, its declared shape checked against its size before reading."""
+    key = info.filename.removesuffix(".npy")
+    if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+        raise BundleError(f"{source}: array {key!r} is compressed; {REFIT}")
+    with archive.open(info) as fp:
+        version = np.lib.format.read_magic(fp)
+        if version not in _NPY_HEADERS:
+            raise BundleError(f"{source}: array {key!r} has npy format version {version}; {REFIT}")
+        shape, _, dtype = _NPY_HEADERS[version](fp)
+        if dtype.hasobject:
+            raise _pickled(f"{source}: array {key!r} is a pickled object")
+        declared = math.prod(shape) * dtype.itemsize
+        held = info.file_size - fp.tell()
+        if min(shape, default=0) < 0 or declared > held:
             raise BundleError(
-                f"{str(path)!r} contains a pickled object, which eventgen refuses to load because it can "
-                "execute code; use bundles written by 'eventgen fit'"
-            ) from None
-        raise BundleError(f"{str(path)!r} is corrupt ({first_line(exc)}); fit the bundle again") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise BundleError(f"{str(path)!r} is corrupt ({first_line(exc)}); fit the bundle again") from None
+                f"{source}: array {key!r} declares shape {shape} of {dtype} ({declared} bytes) but holds "
+                f"{held} bytes; {REFIT}"
+            )
+        fp.seek(0)
+        return np.lib.format.read_array(fp, allow_pickle=False)
+
+
+def _pickled(what: str) -> BundleError:
+    return BundleError(
+        f"{what}, which eventgen refuses to load because it can execute code; "
+        "use bundles written by 'eventgen fit'"
+    )
+
+
+def _load_model(saved: SavedState, n_features: int, settings: Any) -> Any:
+    """The β-VAE of ``settings`` with the weights of ``saved``, each checked before torch sees it.
+
+    The expected shapes come from the model built on torch's meta device, which allocates
+    nothing, so settings that declare huge layers cost no memory before they are refused.
+    """
+    import torch
+
+    from eventgen.model import BetaVAE
+
+    if settings.depth > len(saved):
+        raise BundleError(
+            f"{saved.source} holds {len(saved)} arrays, too few for a model of depth {settings.depth}; {REFIT}"
+        )
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in BetaVAE(n_features, settings).state_dict().items()}
+    saved.require(*shapes)
+    unexpected = sorted(set(saved) - set(shapes))
+    if unexpected:
+        raise BundleError(f"{saved.source} has arrays {unexpected[:4]} that the model does not have; {REFIT}")
+    sized_by = f"{n_features} features, latent {settings.latent_dim}, hidden {settings.hidden}"
+    weights = {
+        k: torch.from_numpy(saved.array(k, "float", shape, dtype=np.float32, sized_by=sized_by))
+        for k, shape in shapes.items()
+    }
+    model = BetaVAE(n_features, settings)
+    model.load_state_dict(weights)
+    return model.eval()
 
 
 def _arrays(state: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -17,11 +17,17 @@ and applies, in order, row by row in one compiled pass:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 from numba import njit
 
 from eventgen.errors import InputError
 from eventgen.schema import Schema
+from eventgen.validate import SavedState
+
+_STATE_KEYS = ("families", "pt_min", "eta_cols", "eta_max", "count_cols", "count_max")
 
 
 class PhysicsCleanup:
@@ -55,6 +61,11 @@ class PhysicsCleanup:
         if events.dtype != np.float32 or not events.flags.c_contiguous:
             raise InputError(
                 "PhysicsCleanup.apply needs a C-contiguous float32 array; use np.ascontiguousarray"
+            )
+        if events.ndim != 2 or events.shape[1] != len(self.schema_):
+            raise InputError(
+                f"events have shape {events.shape}, schema {self.schema_.name!r} has {len(self.schema_)} "
+                "columns; pass (n_events, n_columns) in schema order"
             )
         _clean_rows(events, *self._tables())
         return events
@@ -99,15 +110,32 @@ class PhysicsCleanup:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, np.ndarray], schema: Schema) -> PhysicsCleanup:
+    def from_state(cls, state: Mapping[str, Any], schema: Schema) -> PhysicsCleanup:
+        """Rebuild a fitted clean-up from :meth:`get_state`'s mapping for ``schema``, checking every array.
+
+        The families and the eta and count columns must be those of ``schema``, so that the
+        compiled pass never indexes a column the events do not have.
+        """
+        saved = SavedState.of(state, "clean-up state")
+        saved.require(*_STATE_KEYS)
+        families = sorted(schema.families())
+        named = saved.matching("families", "str", families, f"the object families of schema {schema.name!r}")
+        pt_min = saved.array("pt_min", "float", named.shape, low=0.0, sized_by="one per family")
+        thresholds = {}
+        for kind, high, low in (("eta", "eta_max", 0.0), ("count", "count_max", None)):
+            cols = saved.matching(
+                f"{kind}_cols",
+                "int",
+                schema.indices_of_kind(kind),
+                f"the {kind} columns of schema {schema.name!r}",
+            )
+            values = saved.array(high, "float", cols.shape, low=low, sized_by=f"one per {kind} column")
+            thresholds[kind] = dict(zip(cols.tolist(), values.tolist(), strict=True))
         self = cls()
         self.schema_ = schema
         self._cached = None
-        self.pt_min_ = {str(f): float(v) for f, v in zip(state["families"], state["pt_min"], strict=True)}
-        self.eta_max_ = {int(i): float(v) for i, v in zip(state["eta_cols"], state["eta_max"], strict=True)}
-        self.count_max_ = {
-            int(i): float(v) for i, v in zip(state["count_cols"], state["count_max"], strict=True)
-        }
+        self.pt_min_ = dict(zip(named.tolist(), pt_min.tolist(), strict=True))
+        self.eta_max_, self.count_max_ = thresholds["eta"], thresholds["count"]
         return self
 
 

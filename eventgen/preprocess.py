@@ -32,13 +32,15 @@ inf would still show in the fitted statistics, and is then located and reported.
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar, get_args
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar, get_args
 
 import numpy as np
 
-from eventgen.errors import BundleError, ConfigError, InputError
+from eventgen.errors import ConfigError, InputError
 from eventgen.io import check_finite
 from eventgen.schema import Schema
+from eventgen.validate import SavedState
 
 PreprocessMethod = Literal["physics", "maxabs"]
 PREPROCESS_METHODS: tuple[str, ...] = get_args(PreprocessMethod)
@@ -134,27 +136,30 @@ class Preprocessor:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, np.ndarray | str]) -> Preprocessor:
-        """Rebuild a fitted preprocessor from :meth:`get_state`'s mapping."""
-        missing = [k for k in _STATE_KEYS if k not in state]
-        if missing:
-            raise BundleError(
-                f"preprocessing state lacks {missing}; the bundle is corrupt or from another version"
-            )
-        method = str(np.asarray(state["method"]))
-        if method not in PREPROCESS_METHODS:
-            raise BundleError(
-                f"preprocessing state has unknown method {method!r}; expected {list(PREPROCESS_METHODS)}"
-            )
+    def from_state(cls, state: Mapping[str, Any], schema: Schema | None = None) -> Preprocessor:
+        """Rebuild a fitted preprocessor from :meth:`get_state`'s mapping, checking every array.
+
+        With ``schema`` the columns and the log mask must be the ones :meth:`fit` gives for it.
+        """
+        saved = SavedState.of(state, "preprocessing state")
+        saved.require(*_STATE_KEYS)
+        method = saved.choice("method", PREPROCESS_METHODS)
         new = cls(method)  # type: ignore[arg-type]
-        new.columns_ = np.asarray(state["columns"]).astype(str)
-        new.log_mask_ = np.asarray(state["log_mask"]).astype(bool)
-        new.log_scale_, new.mean_, new.std_ = (
-            np.asarray(state[k], dtype=np.float64).copy() for k in ("log_scale", "mean", "std")
-        )
+        if schema is None:
+            sized_by = "one entry per column: the arrays differ in length"
+            new.columns_ = saved.array("columns", "str", (None,))
+            new.log_mask_ = saved.array("log_mask", "bool", new.columns_.shape, sized_by=sized_by)
+        else:
+            sized_by = f"one entry per column of schema {schema.name!r}"
+            new.columns_ = saved.matching("columns", "str", schema.names, f"schema {schema.name!r}")
+            log_mask = np.isin(schema.kinds, LOG_KINDS) & (method == "physics")
+            new.log_mask_ = saved.matching(
+                "log_mask", "bool", log_mask, f"{method!r} on schema {schema.name!r}"
+            )
         n = new.columns_.shape
-        if any(a.shape != n for a in (new.log_mask_, new.log_scale_, new.mean_, new.std_)):
-            raise BundleError("preprocessing state arrays differ in length; the bundle is corrupt")
+        new.log_scale_ = saved.array("log_scale", "float", n, above=0.0, sized_by=sized_by)
+        new.mean_ = saved.array("mean", "float", n, sized_by=sized_by)
+        new.std_ = saved.array("std", "float", n, above=0.0, sized_by=sized_by)
         return new
 
     def _apply(self, x: np.ndarray) -> np.ndarray:

@@ -168,3 +168,72 @@ def test_format_version_1_still_loads(bundle: Bundle, tmp_path: Path) -> None:
     (target / "bundle.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError, match="format version 3, this eventgen reads 1 and 2"):
         Bundle.load(target)
+
+
+FIXTURE = Path(__file__).parent / "data" / "bundle"
+
+
+def _fixture_copy(tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(FIXTURE, tmp_path / "bundle"))
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (
+            {"hidden": 10**9},
+            r"model.npz': array 'encoder.0.weight' has shape \(64, 28\), expected \(1000000000, 28\)",
+        ),
+        ({"latent_dim": 10**9}, r"array 'to_mu.weight' has shape \(8, 64\), expected \(1000000000, 64\)"),
+        ({"depth": 10**9}, "holds 14 arrays, too few for a model of depth 1000000000"),
+        ({"depth": 3}, r"lacks \['encoder.3.linear.weight'"),
+        ({"residual": False}, r"lacks \['encoder.2.weight'"),
+    ],
+)
+def test_model_settings_that_do_not_match_the_weights_are_refused_before_allocating(
+    tmp_path: Path, change: dict[str, int], match: str
+) -> None:
+    target = _fixture_copy(tmp_path)
+    meta = json.loads((target / "bundle.json").read_text())
+    meta["model_settings"].update(change)
+    (target / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=match):
+        Bundle.load(target)
+
+
+def test_n_features_must_match_the_schema(tmp_path: Path) -> None:
+    target = _fixture_copy(tmp_path)
+    meta = json.loads((target / "bundle.json").read_text())
+    (target / "bundle.json").write_text(json.dumps({**meta, "n_features": 10**9}))
+    with pytest.raises(BundleError, match="n_features 1000000000 is not the schema's 28 columns"):
+        Bundle.load(target)
+
+
+def test_npz_files_that_are_not_plain_archives_are_refused(tmp_path: Path) -> None:
+    target = _fixture_copy(tmp_path)
+    with np.load(FIXTURE / "cleanup.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    np.savez_compressed(target / "cleanup.npz", **arrays)
+    with pytest.raises(BundleError, match=r"cleanup.npz': array 'families' is compressed; .*eventgen fit"):
+        Bundle.load(target)
+    (target / "cleanup.npz").write_text("families: j, l\n")
+    with pytest.raises(BundleError, match=r"cleanup.npz' is corrupt \(not an .npz archive\)"):
+        Bundle.load(target)
+    np.save(target / "bare.npy", arrays["pt_min"])
+    (target / "bare.npy").rename(target / "cleanup.npz")
+    with pytest.raises(BundleError, match="is a bare array, not an .npz archive"):
+        Bundle.load(target)
+
+
+def test_members_larger_than_the_file_are_refused(tmp_path: Path) -> None:
+    target = _fixture_copy(tmp_path)
+    raw = bytearray((target / "preprocess.npz").read_bytes())
+    entry = raw.index(b"PK\x01\x02")  # the central directory record of the first member
+    raw[entry + 20 : entry + 28] = (10**9).to_bytes(4, "little") * 2  # compressed and full size
+    (target / "preprocess.npz").write_bytes(bytes(raw))
+    with pytest.raises(
+        BundleError, match=r"preprocess.npz' is corrupt \(its members declare \d+ bytes, the file has"
+    ):
+        Bundle.load(target)
