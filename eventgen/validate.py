@@ -95,14 +95,8 @@ class SavedState(Mapping[str, np.ndarray]):
         if a.ndim != len(shape) or any(
             n != want if want is not None else n < 1 for n, want in zip(a.shape, shape, strict=True)
         ):
-            expected = (
-                "("
-                + ", ".join("N" if s is None else str(s) for s in shape)
-                + ("," if len(shape) == 1 else "")
-                + ")"
-            )
             note = f" ({sized_by})" if sized_by else ""
-            raise self.error(key, f"has shape {a.shape}, expected {expected}{note}")
+            raise self.error(key, f"has shape {a.shape}, expected {_shape_text(shape)}{note}")
         if kind == "float" and a.size:  # checked before the conversion, which could overflow
             with np.errstate(invalid="ignore"):
                 bad = ~(np.abs(a) <= FLOAT32_MAX)
@@ -148,10 +142,16 @@ class SavedState(Mapping[str, np.ndarray]):
             raise self.error(key, f"has values up to {hi:g}, expected <= {high:g}")
 
 
+def _shape_text(shape: Sequence[int | None]) -> str:
+    """``(N, 28)`` for ``(None, 28)``: a shape with its free sizes as N."""
+    sizes = ["N" if n is None else str(n) for n in shape]
+    return f"({', '.join(sizes)}{',' if len(sizes) == 1 else ''})"
+
+
 def _brief(values: np.ndarray, limit: int = 8) -> str:
-    """A short one-line rendering of a 1-d array for messages."""
+    """A short one-line rendering of an array's first values for messages."""
     items = [
-        repr(v) if isinstance(v, str) else f"{v:g}" if isinstance(v, float) else str(v)
-        for v in values.tolist()[:limit]
+        repr(v[:40]) if isinstance(v, str) else f"{v:g}" if isinstance(v, float) else str(v)
+        for v in values.ravel()[:limit].tolist()
     ]
     return "[" + ", ".join(items) + (", ...]" if values.size > limit else "]")

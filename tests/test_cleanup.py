@@ -74,3 +74,25 @@ def test_wrap_phi(phi: float) -> None:
 def test_fit_rejects_wrong_width(rng: np.random.Generator) -> None:
     with pytest.raises(InputError, match="schema 'ttbar' has 28 columns"):
         PhysicsCleanup().fit(np.zeros((3, 5), np.float32), TTBAR)
+
+
+def test_state_of_another_schema_or_with_foreign_columns_is_refused(rng: np.random.Generator) -> None:
+    from eventgen.errors import BundleError
+
+    state = PhysicsCleanup().fit(_physical_events(rng, 200), TTBAR).get_state()
+    with pytest.raises(
+        BundleError,
+        match=r"array 'families' has shape \(2,\), expected \(1,\) \(the object families of schema 'zll'\)",
+    ):
+        PhysicsCleanup.from_state(state, get_schema("zll"))
+    far = {**state, "eta_cols": state["eta_cols"] + 10**9}  # once indexed rows out of bounds
+    with pytest.raises(BundleError, match=r"clean-up state: array 'eta_cols' is \[1000000004, "):
+        PhysicsCleanup.from_state(far, TTBAR)
+    with pytest.raises(BundleError, match=r"array 'count_max' has shape \(1,\), expected \(2,\)"):
+        PhysicsCleanup.from_state({**state, "count_max": state["count_max"][:1]}, TTBAR)
+
+
+def test_apply_rejects_wrong_width(rng: np.random.Generator) -> None:
+    cleanup = PhysicsCleanup().fit(_physical_events(rng, 200), TTBAR)
+    with pytest.raises(InputError, match=r"events have shape \(3, 5\), schema 'ttbar' has 28 columns"):
+        cleanup.apply(np.zeros((3, 5), np.float32))

@@ -183,3 +183,22 @@ def test_corrupt_state(rng: np.random.Generator) -> None:
         Preprocessor.from_state({**state, "method": "zscore"})
     with pytest.raises(BundleError, match="differ in length"):
         Preprocessor.from_state({**state, "std": state["std"][:-1]})  # type: ignore[index]
+
+
+def test_state_must_fit_the_schema(rng: np.random.Generator) -> None:
+    state = Preprocessor().fit(fake_ttbar(rng), TTBAR).get_state()
+    assert Preprocessor.from_state(state, TTBAR).columns_.tolist() == TTBAR.names
+    with pytest.raises(
+        BundleError, match=r"array 'columns' has shape \(28,\), expected \(6,\) \(schema 'all'\)"
+    ):
+        Preprocessor.from_state(state, ALL_KINDS)
+    flipped = {**state, "log_mask": ~state["log_mask"]}  # type: ignore[operator]
+    with pytest.raises(
+        BundleError, match=r"array 'log_mask' is \[False, True, .*'physics' on schema 'ttbar'"
+    ):
+        Preprocessor.from_state(flipped, TTBAR)
+    nan_mean = {**state, "mean": np.full(28, np.nan)}  # once gave all-zero events silently
+    with pytest.raises(BundleError, match="array 'mean' has 28 NaN"):
+        Preprocessor.from_state(nan_mean, TTBAR)
+    with pytest.raises(BundleError, match=r"array 'std' has values down to -1, expected > 0"):
+        Preprocessor.from_state({**state, "std": -np.ones(28)}, TTBAR)
