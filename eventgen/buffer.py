@@ -23,6 +23,7 @@ split of the run into calls of :meth:`DensityBuffer.sample_range` and any thread
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ from eventgen import kernels
 from eventgen.components import BLOCK, COMPONENTS, Component
 from eventgen.errors import BundleError, ConfigError, EventgenError, InputError
 from eventgen.sampling import SamplingSettings
+from eventgen.validate import SavedState
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -274,29 +276,38 @@ class DensityBuffer:
 
     @classmethod
     def from_state(
-        cls, state: dict[str, np.ndarray], settings: SamplingSettings, seed: int = 0
+        cls,
+        state: Mapping[str, Any],
+        settings: SamplingSettings,
+        seed: int = 0,
+        n_latent: int | None = None,
     ) -> DensityBuffer:
-        """Rebuild a fitted buffer from :meth:`get_state`'s dict (e.g. loaded from an ``.npz``)."""
+        """Rebuild a fitted buffer from :meth:`get_state`'s arrays (e.g. an ``.npz``), checking each.
+
+        ``mu`` and ``sigma`` must be finite ``(n_buffer, n_latent)`` arrays (``n_latent``, the
+        model's latent size, when given) with ``sigma > 0``, the weights one per event, >= 0
+        with a positive sum; the mode's arrays are checked by its component.
+        """
         self = cls(settings, seed)
+        saved = SavedState.of(state, "buffer state")
+        saved.require("state_version", "mu", "sigma")
+        version = saved.scalar("state_version", "int")
+        if version not in _READABLE_STATES:
+            raise saved.error(
+                "state_version", f"gives version {version}, this eventgen reads {list(_READABLE_STATES)}"
+            )
+        sized_by = "one row per buffer event, like mu"
+        mu = saved.array(
+            "mu", "float", (None, n_latent), dtype=np.float32, sized_by="the model's latent size"
+        )
+        sigma = saved.array("sigma", "float", mu.shape, dtype=np.float32, above=0.0, sized_by=sized_by)
+        weights = saved.weights("weights", mu.shape[:1], sized_by=sized_by) if "weights" in saved else None
         try:
-            version = int(state["state_version"])
-            if version not in _READABLE_STATES:
-                raise BundleError(
-                    f"buffer state version {version} is not one of {list(_READABLE_STATES)}; "
-                    "fit the bundle again with this eventgen"
-                )
             settings = _check_settings(settings)
-            mu = _check_matrix(state["mu"], "mu")
-            sigma = _check_matrix(state["sigma"], "sigma")
-            if mu.shape != sigma.shape:
-                raise InputError(f"mu has shape {mu.shape} but sigma has shape {sigma.shape}")
-            weights = _check_weights(state["weights"], mu.shape[0]) if "weights" in state else None
             _check_weighted(settings, weights)
-            component = COMPONENTS[settings.mode].from_state(settings, mu, sigma, state)
-        except KeyError as exc:
-            raise BundleError(f"buffer state lacks {exc.args[0]!r}; fit the bundle again") from None
-        except (ConfigError, InputError) as exc:
+        except ConfigError as exc:
             raise BundleError(f"buffer state is invalid ({exc}); fit the bundle again") from None
+        component = COMPONENTS[settings.mode].from_state(settings, mu, sigma, saved)
         return self._set_fitted(settings, mu, sigma, weights, component)
 
     def with_settings(self, settings: SamplingSettings, seed: int = 0) -> DensityBuffer:

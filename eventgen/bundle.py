@@ -10,6 +10,11 @@ Layout (no pickle anywhere; arrays are loaded with ``allow_pickle=False``)::
       cleanup.npz      the physics clean-up thresholds learnt from the training events
 
 ``Bundle.hash`` (sha256 over the four files) identifies a bundle in generated files.
+
+A bundle is untrusted input: :meth:`Bundle.load` reads each npy header before its array
+and refuses a declared size the file does not hold, and every part rebuilds itself from a
+:class:`~eventgen.validate.SavedState` that checks each array's dtype, shape and values
+before torch or a compiled kernel sees it.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from eventgen import __version__
 from eventgen.errors import BundleError, ConfigError, OutputError
 from eventgen.io import first_line, json_default
 from eventgen.schema import Schema
-from eventgen.validate import REFIT, SavedState
+from eventgen.validate import REFIT, SavedState, array_error
 
 FORMAT = "eventgen-bundle"
 FORMAT_VERSION = 2
@@ -126,7 +131,7 @@ class Bundle:
             saved = {name: _load_npz(path / name) for name in _FILES if name.endswith(".npz")}
             model = _load_model(saved["model.npz"], len(schema), settings)
             preprocessor = Preprocessor.from_state(saved["preprocess.npz"], schema)
-            buffer = DensityBuffer.from_state(saved["buffer.npz"], sampling)
+            buffer = DensityBuffer.from_state(saved["buffer.npz"], sampling, n_latent=settings.latent_dim)
             cleanup = PhysicsCleanup.from_state(saved["cleanup.npz"], schema)
         except BundleError:
             raise
@@ -247,20 +252,19 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -
     """One npy member of an archive, its declared shape checked against its size before reading."""
     key = info.filename.removesuffix(".npy")
     if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
-        raise BundleError(f"{source}: array {key!r} is compressed; {REFIT}")
+        raise array_error(source, key, "is compressed (np.savez stores arrays uncompressed)")
     with archive.open(info) as fp:
         version = np.lib.format.read_magic(fp)
         if version not in _NPY_HEADERS:
-            raise BundleError(f"{source}: array {key!r} has npy format version {version}; {REFIT}")
+            raise array_error(source, key, f"has npy format version {version}, expected 1.0 or 2.0")
         shape, _, dtype = _NPY_HEADERS[version](fp)
         if dtype.hasobject:
-            raise _pickled(f"{source}: array {key!r} is a pickled object")
+            raise _pickled(f"{source} is invalid: array {key!r} is a pickled object")
         declared = math.prod(shape) * dtype.itemsize
         held = info.file_size - fp.tell()
         if min(shape, default=0) < 0 or declared > held:
-            raise BundleError(
-                f"{source}: array {key!r} declares shape {shape} of {dtype} ({declared} bytes) but holds "
-                f"{held} bytes; {REFIT}"
+            raise array_error(
+                source, key, f"declares shape {shape} of {dtype} ({declared} bytes) but holds {held} bytes"
             )
         fp.seek(0)
         return np.lib.format.read_array(fp, allow_pickle=False)

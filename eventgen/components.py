@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from eventgen import kernels
 from eventgen.errors import ConfigError, InputError
+from eventgen.validate import SavedState
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -54,9 +56,14 @@ class Component(ABC):
     @classmethod
     @abstractmethod
     def from_state(
-        cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, state: dict[str, np.ndarray]
+        cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, state: Mapping[str, Any]
     ) -> Self:
-        """Rebuild from :meth:`get_state`'s arrays (``settings`` may differ in draw-time fields)."""
+        """Rebuild from :meth:`get_state`'s arrays (``settings`` may differ in draw-time fields).
+
+        ``mu`` and ``sigma`` are checked already; ``state`` (a mapping or an
+        :class:`~eventgen.validate.SavedState` that names its file) is untrusted: every array
+        read from it goes through :class:`~eventgen.validate.SavedState`.
+        """
 
     def get_state(self) -> dict[str, np.ndarray]:
         """The fitted arrays, named by :attr:`state_names` (none for a mode with nothing to fit)."""
@@ -123,7 +130,7 @@ class BufferMixture(DiagonalMixture):
 
     @classmethod
     def from_state(
-        cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, state: dict[str, np.ndarray]
+        cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, state: Mapping[str, Any]
     ) -> Self:
         return cls.fit(settings, mu, sigma, 0)
 
@@ -143,12 +150,12 @@ class KernelDensity(DiagonalMixture):
 
     @classmethod
     def from_state(
-        cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, state: dict[str, np.ndarray]
+        cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, state: Mapping[str, Any]
     ) -> Self:
-        h = np.asarray(state["h"], dtype=np.float64)
-        if h.shape != (mu.shape[1],) or not np.all(np.isfinite(h) & (h > 0)):
-            raise InputError(f"h has shape {h.shape} or entries <= 0; expected ({mu.shape[1]},) positive")
-        return cls(mu, h)
+        saved = SavedState.of(state, "kde state")
+        return cls(
+            mu, saved.array("h", "float", mu.shape[1:], above=0.0, sized_by="one per latent dimension")
+        )
 
 
 class FullMixture(Component):
@@ -183,12 +190,19 @@ class FullMixture(Component):
 
     @classmethod
     def from_state(
-        cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, state: dict[str, np.ndarray]
+        cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, state: Mapping[str, Any]
     ) -> Self:
-        weights, means, chol = (np.asarray(state[name], dtype=np.float64) for name in cls.state_names)
-        k, d = weights.shape[0], mu.shape[1]
-        if means.shape != (k, d) or chol.shape != (k, d, d) or not np.all(weights >= 0):
-            raise InputError(f"the gmm arrays have shapes {weights.shape}, {means.shape}, {chol.shape}")
+        saved = SavedState.of(state, "gmm state")
+        k, d = settings.n_components, mu.shape[1]
+        if k > mu.shape[0]:
+            raise saved.error(
+                "gmm_weights", f"is for n_components={k}, more than the {mu.shape[0]} buffer events"
+            )
+        weights = saved.weights("gmm_weights", (k,), sized_by="n_components")
+        means = saved.array("gmm_means", "float", (k, d), sized_by="n_components, latent size")
+        chol = saved.array("gmm_chol", "float", (k, d, d), sized_by="n_components, latent size, latent size")
+        if not np.all(np.diagonal(chol, axis1=1, axis2=2) > 0):
+            raise saved.error("gmm_chol", "has diagonal entries <= 0, expected Cholesky factors")
         return cls(weights, means, chol)
 
     def draw(self, gen: np.random.Generator, events: np.ndarray | None, lo: int, out: np.ndarray) -> None:
@@ -231,7 +245,7 @@ class StandardNormal(Component):
 
     @classmethod
     def from_state(
-        cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, state: dict[str, np.ndarray]
+        cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, state: Mapping[str, Any]
     ) -> Self:
         return cls(mu.shape[1])
 

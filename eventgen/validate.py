@@ -61,7 +61,7 @@ class SavedState(Mapping[str, np.ndarray]):
 
     def error(self, key: str, problem: str) -> BundleError:
         """The one-line error for array ``key``: ``problem`` says what is wrong."""
-        return BundleError(f"{self.source}: array {key!r} {problem}; {REFIT}")
+        return array_error(self.source, key, problem)
 
     def require(self, *keys: str) -> None:
         """Raise a BundleError listing the ``keys`` that the state lacks."""
@@ -110,6 +110,13 @@ class SavedState(Mapping[str, np.ndarray]):
         a = np.ascontiguousarray(a, dtype=dtype or _NATIVE[kind])
         return a
 
+    def weights(self, key: str, shape: Sequence[int | None], sized_by: str = "") -> np.ndarray:
+        """Float64 weights ``key``: finite, >= 0 and with a positive sum."""
+        weights = self.array(key, "float", shape, low=0.0, sized_by=sized_by)
+        if not weights.sum() > 0:
+            raise self.error(key, "sums to 0, expected weights with a positive sum")
+        return weights
+
     def scalar(self, key: str, kind: ArrayKind, **bounds: Any) -> Any:
         """0-d array ``key`` checked like :meth:`array`, as a Python number or string."""
         return self.array(key, kind, (), **bounds).item()
@@ -140,6 +147,11 @@ class SavedState(Mapping[str, np.ndarray]):
             raise self.error(key, f"has values down to {lo:g}, expected > {above:g}")
         if high is not None and hi > high:
             raise self.error(key, f"has values up to {hi:g}, expected <= {high:g}")
+
+
+def array_error(source: str, key: str, problem: str) -> BundleError:
+    """The one-line error for array ``key`` of ``source``: what is wrong and the fix."""
+    return BundleError(f"{source} is invalid: array {key!r} {problem}; {REFIT}")
 
 
 def _shape_text(shape: Sequence[int | None]) -> str:

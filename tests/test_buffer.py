@@ -13,6 +13,7 @@ from scipy.special import logsumexp
 from sklearn.base import clone
 
 from eventgen.buffer import BLOCK, DensityBuffer
+from eventgen.components import COMPONENTS
 from eventgen.errors import BundleError, ConfigError, EventgenError, InputError
 from eventgen.sampling import MODES, SamplingSettings
 
@@ -412,7 +413,7 @@ def test_state_errors(rng: np.random.Generator) -> None:
     buffer = _fitted(rng, {"mode": "kde"})
     state = buffer.get_state()
     del state["h"]
-    with pytest.raises(BundleError, match="buffer state lacks 'h'"):
+    with pytest.raises(BundleError, match=r"buffer state lacks \['h'\]"):
         DensityBuffer.from_state(state, buffer.settings)
     state = _fitted(rng, {"mode": "buffer"}).get_state()
     with pytest.raises(BundleError, match="buffer state is invalid .*needs weights"):
@@ -423,3 +424,32 @@ def test_state_errors(rng: np.random.Generator) -> None:
     state["state_version"] = np.asarray(99)
     with pytest.raises(BundleError, match="version 99"):
         DensityBuffer.from_state(state, SamplingSettings())
+
+
+def test_stored_arrays_are_checked_before_sampling(rng: np.random.Generator) -> None:
+    state = _fitted(rng, {"mode": "buffer"}).get_state()
+    short = {**state, "sigma": state["sigma"][:100]}  # once read rows past the end of sigma
+    with pytest.raises(BundleError, match=r"array 'sigma' has shape \(100, 4\), expected \(600, 4\)"):
+        DensityBuffer.from_state(short, SamplingSettings())
+    with pytest.raises(BundleError, match=r"array 'sigma' has values down to -\d.*, expected > 0"):
+        DensityBuffer.from_state({**state, "sigma": -state["sigma"]}, SamplingSettings())
+    with pytest.raises(
+        BundleError, match=r"array 'mu' has shape \(600, 4\), expected \(N, 8\) \(the model's"
+    ):
+        DensityBuffer.from_state(state, SamplingSettings(), n_latent=8)
+    gmm = _fitted(rng, {"mode": "gmm", "n_components": 3}).get_state()
+    with pytest.raises(BundleError, match=r"gmm state is invalid: array 'gmm_means' has shape \(2, 4\)"):
+        COMPONENTS["gmm"].from_state(
+            SamplingSettings(mode="gmm", n_components=3),
+            state["mu"],
+            state["sigma"],
+            {**gmm, "gmm_means": gmm["gmm_means"][:2]},
+        )
+    with pytest.raises(BundleError, match="array 'gmm_chol' has diagonal entries <= 0"):
+        DensityBuffer.from_state(
+            {**gmm, "gmm_chol": -gmm["gmm_chol"]}, SamplingSettings(mode="gmm", n_components=3)
+        )
+    with pytest.raises(
+        BundleError, match=r"array 'gmm_weights' is for n_components=10000, more than the 600"
+    ):
+        DensityBuffer.from_state(gmm, SamplingSettings(mode="gmm", n_components=10_000))

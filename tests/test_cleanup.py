@@ -86,7 +86,7 @@ def test_state_of_another_schema_or_with_foreign_columns_is_refused(rng: np.rand
     ):
         PhysicsCleanup.from_state(state, get_schema("zll"))
     far = {**state, "eta_cols": state["eta_cols"] + 10**9}  # once indexed rows out of bounds
-    with pytest.raises(BundleError, match=r"clean-up state: array 'eta_cols' is \[1000000004, "):
+    with pytest.raises(BundleError, match=r"clean-up state is invalid: array 'eta_cols' is \[1000000004, "):
         PhysicsCleanup.from_state(far, TTBAR)
     with pytest.raises(BundleError, match=r"array 'count_max' has shape \(1,\), expected \(2,\)"):
         PhysicsCleanup.from_state({**state, "count_max": state["count_max"][:1]}, TTBAR)
