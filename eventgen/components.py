@@ -11,12 +11,13 @@ gmm        :class:`FullMixture`        component k ~ weights, ``z = m_k + L_k @ 
 prior      :class:`StandardNormal`     ``z = eps``
 =========  ==========================  ==================================================
 
-:data:`COMPONENTS` maps each mode of :mod:`eventgen.sampling` to its class. The buffer draws
-events in blocks of :data:`BLOCK`, each from its own random stream; a component fills the rows
-of one block from that stream (after the buffer has drawn the block's events, for the modes
-that pick events), so its output depends only on the stream and the block's events. A new
-mode is one subclass added to :data:`COMPONENTS` (and its name to ``sampling.Mode``); it may
-draw from the stream anything it needs, e.g. the noise of a flow it pushes through a network.
+:data:`COMPONENTS` maps each mode of :mod:`eventgen.sampling` to the class that names it as
+its ``mode``. The buffer draws events in blocks of :data:`BLOCK`, each from its own random
+stream; a component fills the rows of one block from that stream (after the buffer has drawn
+the block's events, for the modes that pick events), so its output depends only on the stream
+and the block's events. A new mode is one subclass with its ``mode`` (and that name in
+``sampling.Mode``, which the command line and the configs read without importing this module);
+it may draw from the stream anything it needs, e.g. the noise of a flow it pushes through a network.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 
 from eventgen import kernels
 from eventgen.errors import ConfigError, InputError
+from eventgen.sampling import MODES
 from eventgen.validate import SavedState
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
     from eventgen.sampling import Mode, SamplingSettings
 
+_BY_MODE: dict[str, type[Component]] = {}  # filled as the components are defined
 BLOCK = 4096  # events per random stream; part of the output's definition, never change it
 _LOG_2PI = math.log(2.0 * math.pi)
 _GMM_SCORE_VALUES = 1 << 22  # rows x components scored at once by FullMixture
@@ -45,8 +48,16 @@ _GMM_SCORE_VALUES = 1 << 22  # rows x components scored at once by FullMixture
 class Component(ABC):
     """A latent distribution fitted on the buffer ``mu``, ``sigma`` ``(n_buffer, n_latent)``."""
 
+    #: the sampling mode of a concrete component (each mode has exactly one)
+    mode: ClassVar[Mode]
     #: names of the fitted arrays in :meth:`get_state` (stored beside mu and sigma)
     state_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "mode" in cls.__dict__:
+            assert cls.mode not in _BY_MODE, f"mode {cls.mode!r} has two components"
+            _BY_MODE[cls.mode] = cls
 
     @classmethod
     @abstractmethod
@@ -124,6 +135,8 @@ class DiagonalMixture(Component):
 class BufferMixture(DiagonalMixture):
     """Mode ``buffer``: each event's own Gaussian, widened: scale ``alpha * sigma_i + gamma``."""
 
+    mode = "buffer"
+
     @classmethod
     def fit(cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, seed: int) -> Self:
         return cls(mu, sigma, settings.alpha, settings.gamma)
@@ -138,6 +151,7 @@ class BufferMixture(DiagonalMixture):
 class KernelDensity(DiagonalMixture):
     """Mode ``kde``: a Gaussian kernel density estimate on the mu_i with bandwidth ``h`` ``(n_latent,)``."""
 
+    mode = "kde"
     state_names = ("h",)
 
     def __init__(self, mu: np.ndarray, h: np.ndarray) -> None:
@@ -165,6 +179,7 @@ class FullMixture(Component):
     (lower Cholesky factors of the covariances), float64.
     """
 
+    mode = "gmm"
     state_names = ("gmm_weights", "gmm_means", "gmm_chol")
 
     def __init__(self, gmm_weights: np.ndarray, gmm_means: np.ndarray, gmm_chol: np.ndarray) -> None:
@@ -236,6 +251,8 @@ class FullMixture(Component):
 class StandardNormal(Component):
     """Mode ``prior``: ``z ~ N(0, I)``, the plain VAE (a baseline); nothing to fit."""
 
+    mode = "prior"
+
     def __init__(self, n_latent: int) -> None:
         self.n_latent = n_latent
 
@@ -256,12 +273,8 @@ class StandardNormal(Component):
         return -0.5 * np.einsum("ij,ij->i", z, z) - 0.5 * self.n_latent * _LOG_2PI
 
 
-COMPONENTS: dict[Mode, type[Component]] = {
-    "buffer": BufferMixture,
-    "kde": KernelDensity,
-    "gmm": FullMixture,
-    "prior": StandardNormal,
-}
+COMPONENTS: dict[Mode, type[Component]] = {mode: _BY_MODE[mode] for mode in MODES}
+assert len(_BY_MODE) == len(MODES), f"components of unknown modes: {sorted(set(_BY_MODE) - set(MODES))}"
 
 
 def bandwidth(mu: np.ndarray, rule: float | str) -> np.ndarray:
