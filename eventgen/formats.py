@@ -31,6 +31,9 @@ import numpy as np
 from eventgen.errors import ConfigError, InputError, OutputError
 
 if TYPE_CHECKING:
+    import h5py
+    import pyarrow as pa
+
     from eventgen.schema import Schema
 
 METADATA_KEY = "eventgen"
@@ -189,7 +192,7 @@ def _to_float32(arr: np.ndarray, path: Path) -> np.ndarray:
         raise InputError(f"{str(path)!r} holds non-numeric values; every column must be a number") from None
 
 
-def _stack(batch: Any, path: Path) -> np.ndarray:
+def _stack(batch: pa.RecordBatch, path: Path) -> np.ndarray:
     """An Arrow record batch as a float32 array ``(n, n_columns)``."""
     return _to_float32(np.column_stack([c.to_numpy(zero_copy_only=False) for c in batch.columns]), path)
 
@@ -230,7 +233,19 @@ class Parquet(EventFormat):
         return _ParquetWriter(path, schema, metadata, compression, row_group_size)
 
 
-class _ParquetWriter:
+class _FileWriter:
+    """A :class:`FormatWriter` around one open file of a library (pyarrow, h5py), closed to finish or abort."""
+
+    _file: Any
+
+    def close(self) -> None:
+        self._file.close()
+
+    def abort(self) -> None:
+        self._file.close()
+
+
+class _ParquetWriter(_FileWriter):
     """Float32 columns, zstd with BYTE_STREAM_SPLIT, no dictionary; one row group per
     ``row_group_size`` events (memory is bounded by what is buffered for one group)."""
 
@@ -275,10 +290,7 @@ class _ParquetWriter:
 
     def close(self) -> None:
         self._flush()
-        self._file.close()
-
-    def abort(self) -> None:
-        self._file.close()
+        super().close()
 
 
 # ----------------------------------------------------------------------------- HDF5
@@ -330,7 +342,7 @@ class HDF5(EventFormat):
         return _HDF5Writer(path, schema, metadata, compression, row_group_size)
 
 
-def _group(f: Any, path: Path) -> Any:
+def _group(f: h5py.File, path: Path) -> h5py.Group:
     if HDF5_GROUP not in f:
         raise InputError(
             f"HDF5 file {str(path)!r} has no '/{HDF5_GROUP}' group; write it with eventgen "
@@ -339,7 +351,7 @@ def _group(f: Any, path: Path) -> Any:
     return f[HDF5_GROUP]
 
 
-class _HDF5Writer:
+class _HDF5Writer(_FileWriter):
     """One chunked, resizable float32 dataset per column; every batch is appended at once.
 
     ``compression`` names an h5py filter (gzip); None, "none" and Parquet's zstd mean none.
@@ -376,12 +388,6 @@ class _HDF5Writer:
             ds.write_direct(columns[j], dest_sel=np.s_[n0:n1])
         self._n = n1
 
-    def close(self) -> None:
-        self._file.close()
-
-    def abort(self) -> None:
-        self._file.close()
-
 
 # ----------------------------------------------------------------------------- CSV
 
@@ -416,7 +422,7 @@ def _csv_header(path: Path) -> tuple[list[str] | None, int]:
     return (None if all(_is_number(c) for c in cells) else cells), len(cells)
 
 
-def _csv_batches(path: Path, columns: list[str]) -> Iterator[Any]:
+def _csv_batches(path: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
     """Arrow record batches of the named columns (:func:`positional_names` in a file without header)."""
     import pyarrow.csv as pacsv
 
