@@ -13,7 +13,7 @@ Denoising, the reconstruction itself, is :func:`eventgen.latent.denoise`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from eventgen.errors import InputError, OutputError
 from eventgen.io import EventTable, write_events
 from eventgen.latent import check_events
 from eventgen.schema import Column, Schema
+
+if TYPE_CHECKING:
+    from eventgen.bundle import Bundle
 
 SCORE_NAMES = ("reconstruction", "neg_elbo")
 _FLOAT32_EXACT = 1 << 24  # integers up to 2**24 are exact in float32
@@ -54,7 +57,7 @@ def to_schema(table: EventTable, schema: Schema) -> EventTable:
     return EventTable(out, schema, {**table.metadata, "mapped_from": source.name})
 
 
-def anomaly_scores(bundle: Any, events: np.ndarray) -> dict[str, np.ndarray]:
+def anomaly_scores(bundle: Bundle, events: np.ndarray) -> dict[str, np.ndarray]:
     """Per-event anomaly scores of raw ``events`` ``(n_events, n_columns)``; higher = more unusual.
 
     Returns ``{"reconstruction": (n_events,), "neg_elbo": (n_events,)}`` float32:

@@ -14,11 +14,14 @@ comparison measures the density model alone:
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 
 from eventgen.errors import ConfigError
+
+if TYPE_CHECKING:
+    from eventgen.bundle import Bundle
 
 BaselineName = Literal["smear", "kde", "gmm"]
 BASELINES: tuple[BaselineName, ...] = get_args(BaselineName)
@@ -27,7 +30,7 @@ BASELINES: tuple[BaselineName, ...] = get_args(BaselineName)
 def baseline_events(
     name: BaselineName,
     train: np.ndarray,
-    bundle: Any,
+    bundle: Bundle,
     n_events: int,
     seed: int,
     *,
@@ -67,7 +70,7 @@ def baseline_events(
     return bundle.cleanup.apply(np.ascontiguousarray(events, dtype=np.float32))
 
 
-def _inverse(bundle: Any, fitted: np.ndarray, sample: np.ndarray) -> np.ndarray:
+def _inverse(bundle: Bundle, fitted: np.ndarray, sample: np.ndarray) -> np.ndarray:
     """Back to raw scale, after clipping to the fitted range (Gaussian tails overflow ``expm1``)."""
     clipped = np.clip(sample, fitted.min(axis=0), fitted.max(axis=0)).astype(np.float32)
     return bundle.preprocessor.inverse_transform(clipped)

@@ -38,6 +38,7 @@ from eventgen.sampling import SamplingSettings
 from eventgen.validate import SavedState
 
 if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
     from typing_extensions import Self
 
 STATE_VERSION = 2  # version 1 also stored the settings; its arrays are read the same way
@@ -361,7 +362,7 @@ def _stream(seed: int, kind: int, index: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64DXSM(np.random.SeedSequence([seed, kind, index])))
 
 
-def _check_settings(settings: Any) -> SamplingSettings:
+def _check_settings(settings: object) -> SamplingSettings:
     if not isinstance(settings, SamplingSettings):
         raise ConfigError(
             f"settings={settings!r} is not a SamplingSettings; pass eventgen.sampling.SamplingSettings(...)"
@@ -377,7 +378,7 @@ def _check_weighted(settings: SamplingSettings, weights: np.ndarray | None) -> N
         )
 
 
-def _check_matrix(x: Any, name: str, dtype: type = np.float32) -> np.ndarray:
+def _check_matrix(x: ArrayLike, name: str, dtype: type = np.float32) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0 or not np.issubdtype(x.dtype, np.number):
         raise InputError(
@@ -389,7 +390,7 @@ def _check_matrix(x: Any, name: str, dtype: type = np.float32) -> np.ndarray:
     return x
 
 
-def _check_weights(weights: Any, n: int) -> np.ndarray:
+def _check_weights(weights: ArrayLike, n: int) -> np.ndarray:
     w = np.asarray(weights, dtype=np.float64)
     if w.shape != (n,):
         raise InputError(f"weights has shape {w.shape}; pass one weight per buffer event, shape ({n},)")
@@ -398,13 +399,13 @@ def _check_weights(weights: Any, n: int) -> np.ndarray:
     return w
 
 
-def _check_seed(seed: Any) -> int:
+def _check_seed(seed: object) -> int:
     if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
         raise ConfigError(f"seed={seed!r} is invalid; pass an integer >= 0")
     return int(seed)
 
 
-def _check_index(value: Any, name: str) -> int:
+def _check_index(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
         raise InputError(f"{name}={value!r} is invalid; pass an integer >= 0")
     return int(value)

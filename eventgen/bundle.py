@@ -25,17 +25,26 @@ import math
 import os
 import shutil
 import zipfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from eventgen import __version__
 from eventgen.errors import BundleError, ConfigError, OutputError
-from eventgen.io import first_line, json_default
+from eventgen.io import first_line, json_default, refuse_existing
 from eventgen.schema import Schema
 from eventgen.validate import REFIT, SavedState, array_error
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from eventgen.buffer import DensityBuffer
+    from eventgen.cleanup import PhysicsCleanup
+    from eventgen.model import BetaVAE, ModelSettings
+    from eventgen.preprocess import Preprocessor
 
 FORMAT = "eventgen-bundle"
 FORMAT_VERSION = 2
@@ -49,11 +58,11 @@ class Bundle:
     """A fitted generator: schema, preprocessing, β-VAE, density buffer and clean-up."""
 
     schema: Schema
-    preprocessor: Any  # eventgen.preprocess.Preprocessor
-    model: Any  # eventgen.model.BetaVAE (on CPU, eval mode)
-    model_settings: Any  # eventgen.model.ModelSettings
-    buffer: Any  # eventgen.buffer.DensityBuffer
-    cleanup: Any  # eventgen.cleanup.PhysicsCleanup
+    preprocessor: Preprocessor
+    model: BetaVAE  # on CPU, eval mode
+    model_settings: ModelSettings
+    buffer: DensityBuffer
+    cleanup: PhysicsCleanup
     metadata: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
@@ -67,8 +76,7 @@ class Bundle:
         import dataclasses
 
         path = Path(path)
-        if path.exists() and not overwrite:
-            raise OutputError(f"bundle {str(path)!r} exists already; choose another name or pass --overwrite")
+        refuse_existing(path, overwrite, "bundle")
         if not path.parent.exists():
             raise OutputError(f"folder {str(path.parent)!r} does not exist; create it first")
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -86,10 +94,10 @@ class Bundle:
         }
         (tmp / "bundle.json").write_text(json.dumps(meta, indent=1, default=json_default))
         weights = {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()}
-        np.savez(tmp / "model.npz", **weights)
-        np.savez(tmp / "preprocess.npz", **_arrays(self.preprocessor.get_state()))
-        np.savez(tmp / "buffer.npz", **_arrays(self.buffer.get_state()))
-        np.savez(tmp / "cleanup.npz", **_arrays(self.cleanup.get_state()))
+        _save_npz(tmp / "model.npz", weights)
+        _save_npz(tmp / "preprocess.npz", self.preprocessor.get_state())
+        _save_npz(tmp / "buffer.npz", self.buffer.get_state())
+        _save_npz(tmp / "cleanup.npz", self.cleanup.get_state())
         if path.exists():
             old = path.with_name(f".{path.name}.{os.getpid()}.old")
             path.rename(old)
@@ -307,23 +315,25 @@ def _load_model(saved: SavedState, n_features: int, settings: Any) -> Any:
     return model.eval()
 
 
-def _arrays(state: dict[str, Any]) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v) for k, v in state.items()}
+def _save_npz(path: Path, state: Mapping[str, ArrayLike]) -> None:
+    arrays = {k: np.asarray(v) for k, v in state.items()}
+    np.savez(path, **arrays)  # type: ignore[arg-type]  # mypy lets **arrays fill the bool allow_pickle
 
 
 def _hash_files(path: Path) -> str:
-    digest = hashlib.sha256()
-    for name in _FILES:
-        with open(path / name, "rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    return _sha256(path / name for name in _FILES)
 
 
 def file_sha256(path: str | Path) -> str:
     """sha256 of one file, for provenance."""
+    return _sha256([Path(path)])
+
+
+def _sha256(paths: Iterable[Path]) -> str:
+    """sha256 of the files' contents, one after another."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+    for path in paths:
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
     return digest.hexdigest()

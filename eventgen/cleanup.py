@@ -71,7 +71,8 @@ class PhysicsCleanup:
         return events
 
     def _tables(self) -> tuple[np.ndarray, ...]:
-        if getattr(self, "_cached", None) is None:
+        cached = getattr(self, "_cached", None)
+        if cached is None:
             schema = self.schema_
             families = schema.families()
             slots = max((len(objs) for objs, _ in families.values()), default=0)
@@ -84,7 +85,7 @@ class PhysicsCleanup:
                 for k, o in enumerate(objects):
                     fam_cols[f, k] = (o.e, o.pt, o.eta, o.phi)
             nonneg = np.concatenate([schema.indices_of_kind("energy"), schema.indices_of_kind("pt")])
-            self._cached = (
+            cached = self._cached = (
                 schema.indices_of_kind("phi"),
                 np.array(list(self.eta_max_), np.int64),
                 np.array(list(self.eta_max_.values()), np.float64),
@@ -96,7 +97,7 @@ class PhysicsCleanup:
                 fam_count,
                 fam_pt_min,
             )
-        return self._cached
+        return cached
 
     def get_state(self) -> dict[str, np.ndarray]:
         fams = sorted(self.pt_min_)

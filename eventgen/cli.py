@@ -11,11 +11,10 @@ import argparse
 import contextlib
 import hashlib
 import logging
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
@@ -25,7 +24,10 @@ from eventgen.formats import describe_formats, describe_suffixes, format_names
 from eventgen.sampling import MODES, SELECTIONS
 
 if TYPE_CHECKING:
+    from eventgen.bundle import Bundle
     from eventgen.distributed import DaskExecutor
+    from eventgen.io import EventTable
+    from eventgen.jobs import FitJob
 
 log = logging.getLogger("eventgen")
 _COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
@@ -41,6 +43,9 @@ def command(
     return register
 
 
+BUNDLE_HELP = "bundle directory written by 'eventgen fit'"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eventgen",
@@ -49,58 +54,57 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"eventgen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     inputs, outputs = describe_suffixes(), describe_suffixes(writable=True)  # ".parquet, .h5 or .csv"
-
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
-    p = sub.add_parser(
+    def subcommand(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=help, description=description)
+
+    p = subcommand(
         "simulate",
-        parents=[common],
-        help="simulate events with Pythia 8 and FastJet",
-        description=f"Simulate events with Pythia 8 + FastJet into a {describe_formats(writable=True)} file.",
+        "simulate events with Pythia 8 and FastJet",
+        f"Simulate events with Pythia 8 + FastJet into a {describe_formats(writable=True)} file.",
     )
     p.add_argument(
         "process", help="a process (ttbar, zll) or a YAML config such as configs/simulate-ttbar.yaml"
     )
     p.add_argument("-n", "--events", type=int, help="number of events (default: the config's n_events)")
     p.add_argument("--seed", type=int, help="random seed (default: the config's seed)")
-    p.add_argument("-o", "--output", help=f"output file, {outputs} (default: the config's output)")
+    _output(p, f"output file, {outputs} (default: the config's output)", required=False)
     p.add_argument("--workers", type=int, help="processes (or, with --dask, Dask workers) to run shards on")
     p.add_argument(
         "--dask", action="store_true", help="run the shards on a local Dask cluster of --workers processes"
     )
-    p.add_argument("--scheduler", help="run the shards on a running Dask cluster (scheduler address)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    _scheduler(p)
+    _overwrite(p, "an existing output file")
 
-    p = sub.add_parser(
+    p = subcommand(
         "fit",
-        parents=[common],
-        help="train the beta-VAE and build the density buffer into a bundle",
-        description="Fit a bundle (preprocessing, beta-VAE, density buffer) on an event file.",
+        "train the beta-VAE and build the density buffer into a bundle",
+        "Fit a bundle (preprocessing, beta-VAE, density buffer) on an event file.",
     )
-    p.add_argument("config", help="fit config, e.g. configs/deepevents.yaml")
+    _fit_config(p)
     p.add_argument("--data", help=f"training events ({inputs})")
     p.add_argument(
         "--schema", help="schema of the data: ttbar, zll, deepevents or a YAML file (default: from the file)"
     )
-    p.add_argument("-o", "--output", help="bundle directory to write")
+    _output(p, "bundle directory to write", required=False)
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--epochs", type=int, help="maximum number of epochs")
     p.add_argument("--batch-size", type=int, help="training batch size")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    _overwrite(p, "an existing bundle")
 
-    p = sub.add_parser(
+    p = subcommand(
         "generate",
-        parents=[common],
-        help=f"generate events from a bundle into {describe_formats(writable=True)}",
-        description="Sample the density buffer, decode and stream events to a file or a dataset of shards.",
+        f"generate events from a bundle into {describe_formats(writable=True)}",
+        "Sample the density buffer, decode and stream events to a file or a dataset of shards.",
     )
-    p.add_argument("bundle", help="bundle directory written by 'eventgen fit'")
+    p.add_argument("bundle", help=BUNDLE_HELP)
     p.add_argument("-n", "--events", type=int, required=True, help="number of events")
-    p.add_argument("-o", "--output", required=True, help=f"a {outputs} file, or a directory for shards")
+    _output(p, f"a {outputs} file, or a directory for shards")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--mode", choices=MODES, help="sampling mode (default: the bundle's)")
     p.add_argument("--alpha", type=float, help="z = mu + (alpha * sigma + gamma) * eps")
@@ -120,32 +124,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="threads for decoding and sampling (default: all cores)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sharded run")
     p.add_argument("--workers", type=int, help="run the shards on a local Dask cluster of N worker processes")
-    p.add_argument("--scheduler", help="run the shards on a running Dask cluster (scheduler address)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _scheduler(p)
+    _overwrite(p, "an existing output")
 
-    p = sub.add_parser(
+    p = subcommand(
         "evaluate",
-        parents=[common],
-        help="compare generated events with held-out originals, next to truth vs truth",
-        description="Metrics, plots and a report of generated events against held-out simulated events.",
+        "compare generated events with held-out originals, next to truth vs truth",
+        "Metrics, plots and a report of generated events against held-out simulated events.",
     )
     p.add_argument("--generated", required=True, help="generated events: a file or a dataset directory")
     p.add_argument("--reference", required=True, help="held-out events of the original simulation")
     p.add_argument("--train", help="the events the bundle was fitted on (for the memorisation check)")
-    p.add_argument(
-        "-o", "--output", required=True, help="report directory (report.html, report.md, metrics.json, plots)"
-    )
+    _output(p, "report directory (report.html, report.md, metrics.json, plots)")
     p.add_argument("--seed", type=int, default=0, help="seed of the subsampling and the metrics")
     p.add_argument(
         "--max-events", type=int, default=50_000, help="events per sample (subsampled with the seed)"
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing report directory")
+    _overwrite(p, "an existing report directory")
 
-    p = sub.add_parser(
+    p = subcommand(
         "run",
-        parents=[common],
-        help="the main job: simulate, fit, generate, evaluate from one config",
-        description="Run simulate -> fit -> generate -> evaluate (with baselines); finished stages are skipped.",
+        "the main job: simulate, fit, generate, evaluate from one config",
+        "Run simulate -> fit -> generate -> evaluate (with baselines); finished stages are skipped.",
     )
     p.add_argument("config", help="main-job config, e.g. configs/default.yaml")
     p.add_argument("--workdir", help="work directory (default: the config's workdir)")
@@ -156,61 +156,67 @@ def build_parser() -> argparse.ArgumentParser:
         ("encode", "compress events to their latent mean (and sigma)"),
         ("denoise", "reconstruct events through the VAE (noise reduction)"),
     ):
-        p = sub.add_parser(name, parents=[common], help=what, description=what[0].upper() + what[1:] + ".")
-        p.add_argument("bundle", help="bundle directory written by 'eventgen fit'")
+        p = subcommand(name, what, what[0].upper() + what[1:] + ".")
+        p.add_argument("bundle", help=BUNDLE_HELP)
         p.add_argument("input", help=f"events ({inputs}); other schemas are mapped by column name")
-        p.add_argument("-o", "--output", required=True, help=f"output file ({outputs})")
-        p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+        _output(p, f"output file ({outputs})")
+        _overwrite(p, "an existing output")
         if name == "encode":
             p.add_argument("--with-sigma", action="store_true", help="also write the latent sigma")
 
-    p = sub.add_parser(
-        "decode",
-        parents=[common],
-        help="turn latent points back into events",
-        description="Decode a latent file.",
-    )
+    p = subcommand("decode", "turn latent points back into events", "Decode a latent file.")
     p.add_argument("bundle", help="the bundle that encoded the latent file")
     p.add_argument("latent", help="latent file written by 'eventgen encode'")
-    p.add_argument("-o", "--output", required=True, help=f"output events ({outputs})")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _output(p, f"output events ({outputs})")
+    _overwrite(p, "an existing output")
 
-    p = sub.add_parser(
+    p = subcommand(
         "explore",
-        parents=[common],
-        help="latent-space PCA plots and traversals",
-        description="PCA of the buffer's latent means, coloured by observables, and traversals decoded to events.",
+        "latent-space PCA plots and traversals",
+        "PCA of the buffer's latent means, coloured by observables, and traversals decoded to events.",
     )
-    p.add_argument("bundle", help="bundle directory written by 'eventgen fit'")
-    p.add_argument("-o", "--output", required=True, help="directory for the plots")
+    p.add_argument("bundle", help=BUNDLE_HELP)
+    _output(p, "directory for the plots")
     p.add_argument("--train", help="the bundle's training file, to colour by the true observables")
-    p.add_argument("--overwrite", action="store_true", help="replace existing plots")
+    _overwrite(p, "existing plots")
 
-    p = sub.add_parser(
+    p = subcommand(
         "beta-scan",
-        parents=[common],
-        help="fit one model per beta and tabulate latent statistics and quality",
-        description="The seed talk's beta table: one fit per beta, average latent variance and |mean|, losses, "
+        "fit one model per beta and tabulate latent statistics and quality",
+        "The seed talk's beta table: one fit per beta, average latent variance and |mean|, losses, "
         "and generation quality against --reference.",
     )
-    p.add_argument("config", help="fit config, e.g. configs/deepevents.yaml")
+    _fit_config(p)
     p.add_argument("--betas", type=float, nargs="+", required=True, help="values of beta in [0, 1]")
     p.add_argument("--data", help="training events (default: the config's data)")
     p.add_argument("--reference", help="held-out events for the quality columns")
     p.add_argument("--epochs", type=int, help="maximum epochs per fit")
-    p.add_argument("-o", "--output", required=True, help="table to write: .md or .json")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing table")
+    _output(p, "table to write: .md or .json")
+    _overwrite(p, "an existing table")
 
-    p = sub.add_parser(
-        "info",
-        parents=[common],
-        help="show a bundle's schema, sizes, losses and provenance",
-        description="Show what a bundle holds.",
+    p = subcommand(
+        "info", "show a bundle's schema, sizes, losses and provenance", "Show what a bundle holds."
     )
-    p.add_argument("bundle", help="bundle directory written by 'eventgen fit'")
+    p.add_argument("bundle", help=BUNDLE_HELP)
     p.add_argument("--json", action="store_true", help="print bundle.json as it is")
 
     return parser
+
+
+def _output(p: argparse.ArgumentParser, help: str, *, required: bool = True) -> None:
+    p.add_argument("-o", "--output", required=required, help=help)
+
+
+def _overwrite(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--overwrite", action="store_true", help=f"replace {what}")
+
+
+def _scheduler(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scheduler", help="run the shards on a running Dask cluster (scheduler address)")
+
+
+def _fit_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="fit config, e.g. configs/deepevents.yaml")
 
 
 @command("simulate")
@@ -236,6 +242,14 @@ def _simulate(args: argparse.Namespace) -> None:
     log.info("wrote %d %s events to %s", data.shape[0], job.settings.process, job.output)
 
 
+def _training_events(job: FitJob) -> EventTable:
+    """The events of a fit job's data file, in its schema (else the file's)."""
+    from eventgen.io import read_events
+    from eventgen.schema import get_schema
+
+    return read_events(job.data, get_schema(job.schema) if job.schema else None)
+
+
 def _dask_executor(args: argparse.Namespace) -> DaskExecutor:
     """A Dask executor of ``--workers`` local worker processes or of the cluster at ``--scheduler``."""
     from eventgen.distributed import DaskExecutor
@@ -245,11 +259,8 @@ def _dask_executor(args: argparse.Namespace) -> DaskExecutor:
 
 @command("fit")
 def _fit(args: argparse.Namespace) -> None:
-    from eventgen.bundle import file_sha256
-    from eventgen.fit import fit
-    from eventgen.io import read_events
-    from eventgen.jobs import load_fit_job
-    from eventgen.schema import get_schema
+    from eventgen.io import refuse_existing
+    from eventgen.jobs import data_source, fit_and_save, load_fit_job
 
     job = load_fit_job(
         args.config,
@@ -263,27 +274,20 @@ def _fit(args: argparse.Namespace) -> None:
         threads=args.threads,
     )
     output = Path(job.output)
-    if output.exists() and not args.overwrite:
-        raise OutputError(f"bundle {str(output)!r} exists already; choose another name or pass --overwrite")
-    table = read_events(job.data, get_schema(job.schema) if job.schema else None)
+    refuse_existing(output, args.overwrite, "bundle")
+    table = _training_events(job)
     log.info("read %d events (%s schema) from %s", len(table), table.schema.name, job.data)
-    source = {"path": str(job.data), "sha256": file_sha256(job.data), "n_events": len(table)}
+    source = data_source(job.data, table)
     run_key = hashlib.sha256(repr((job, source["sha256"])).encode()).hexdigest()[:12]
-    checkpoints = output.with_name(f".{output.name}.checkpoint-{run_key}")  # resumes only the same run
-    checkpoints.mkdir(exist_ok=True)
-    bundle = fit(
+    bundle = fit_and_save(
+        job,
         table,
-        preprocess=job.preprocess,
-        model_settings=job.model,
-        train_settings=job.train,
-        buffer_settings=job.buffer,
-        seed=job.seed,
-        checkpoint_dir=checkpoints,
-        progress=args.progress,
+        output,
+        checkpoint_dir=output.with_name(f".{output.name}.checkpoint-{run_key}"),  # resumes only the same run
         data_source=source,
+        progress=args.progress,
+        overwrite=args.overwrite,
     )
-    bundle.save(output, overwrite=args.overwrite)
-    shutil.rmtree(checkpoints, ignore_errors=True)
     t = bundle.metadata["training"]
     log.info(
         "wrote bundle %s: best epoch %d of %d, validation loss %.4g, %.0f events/s",
@@ -377,7 +381,16 @@ def _run(args: argparse.Namespace) -> None:
         print(report.read_text().split("## Per column")[0].strip())
 
 
-def _events_for(bundle: Any, path: str) -> np.ndarray:
+def _bundle_to_output(args: argparse.Namespace) -> Bundle:
+    """The bundle ``args.bundle``, loaded once ``args.output`` is known to be a new (or replaceable) file."""
+    from eventgen.bundle import Bundle
+    from eventgen.io import check_output
+
+    check_output(args.output, args.overwrite)
+    return Bundle.load(args.bundle)
+
+
+def _events_for(bundle: Bundle, path: str) -> np.ndarray:
     from eventgen.anomaly import to_schema
     from eventgen.io import read_events
 
@@ -387,14 +400,19 @@ def _events_for(bundle: Any, path: str) -> np.ndarray:
     return table.data
 
 
+def _write_events(args: argparse.Namespace, bundle: Bundle, events: np.ndarray, **source: str) -> None:
+    """Write ``events`` of the bundle's schema to ``args.output``, naming the bundle and ``source``."""
+    from eventgen.io import write_events
+
+    meta = {"bundle_hash": bundle.hash, **source}
+    write_events(args.output, events, bundle.schema, meta, overwrite=args.overwrite)
+
+
 @command("score")
 def _score(args: argparse.Namespace) -> None:
     from eventgen.anomaly import anomaly_scores, write_scores
-    from eventgen.bundle import Bundle
-    from eventgen.io import check_output
 
-    check_output(args.output, args.overwrite)
-    bundle = Bundle.load(args.bundle)
+    bundle = _bundle_to_output(args)
     scores = anomaly_scores(bundle, _events_for(bundle, args.input))
     meta = {"bundle_hash": bundle.hash, "input": args.input}
     write_scores(args.output, scores, metadata=meta, overwrite=args.overwrite)
@@ -403,12 +421,9 @@ def _score(args: argparse.Namespace) -> None:
 
 @command("encode")
 def _encode(args: argparse.Namespace) -> None:
-    from eventgen.bundle import Bundle
-    from eventgen.io import check_output
     from eventgen.latent import encode, write_latent
 
-    check_output(args.output, args.overwrite)
-    bundle = Bundle.load(args.bundle)
+    bundle = _bundle_to_output(args)
     mu, sigma = encode(bundle, _events_for(bundle, args.input))
     write_latent(args.output, bundle, mu, sigma if args.with_sigma else None, overwrite=args.overwrite)
     log.info("encoded %d events to %d latent dimensions in %s", len(mu), mu.shape[1], args.output)
@@ -416,29 +431,21 @@ def _encode(args: argparse.Namespace) -> None:
 
 @command("decode")
 def _decode(args: argparse.Namespace) -> None:
-    from eventgen.bundle import Bundle
-    from eventgen.io import check_output, write_events
     from eventgen.latent import decode, read_latent
 
-    check_output(args.output, args.overwrite)
-    bundle = Bundle.load(args.bundle)
+    bundle = _bundle_to_output(args)
     mu, _ = read_latent(args.latent, bundle)
-    meta = {"bundle_hash": bundle.hash, "decoded_from": args.latent}
-    write_events(args.output, decode(bundle, mu), bundle.schema, meta, overwrite=args.overwrite)
+    _write_events(args, bundle, decode(bundle, mu), decoded_from=args.latent)
     log.info("decoded %d events to %s", len(mu), args.output)
 
 
 @command("denoise")
 def _denoise(args: argparse.Namespace) -> None:
-    from eventgen.bundle import Bundle
-    from eventgen.io import check_output, write_events
     from eventgen.latent import denoise
 
-    check_output(args.output, args.overwrite)
-    bundle = Bundle.load(args.bundle)
+    bundle = _bundle_to_output(args)
     events = denoise(bundle, _events_for(bundle, args.input))
-    meta = {"bundle_hash": bundle.hash, "denoised_from": args.input}
-    write_events(args.output, events, bundle.schema, meta, overwrite=args.overwrite)
+    _write_events(args, bundle, events, denoised_from=args.input)
     log.info("wrote %d reconstructed events to %s", len(events), args.output)
 
 
@@ -459,10 +466,9 @@ def _explore(args: argparse.Namespace) -> None:
 def _beta_scan(args: argparse.Namespace) -> None:
     import json
 
-    from eventgen.io import read_events
+    from eventgen.io import read_events, refuse_existing
     from eventgen.jobs import load_fit_job
     from eventgen.latent import beta_scan, check_betas, format_beta_table
-    from eventgen.schema import get_schema
 
     betas = check_betas(args.betas)
     out = Path(args.output)
@@ -470,21 +476,11 @@ def _beta_scan(args: argparse.Namespace) -> None:
         raise OutputError(
             f"beta-scan writes .md or .json, not {out.suffix or 'no suffix'}; rename {str(out)!r}"
         )
-    if out.exists() and not args.overwrite:
-        raise OutputError(f"output {str(out)!r} exists already; choose another name or pass --overwrite")
+    refuse_existing(out, args.overwrite)
     job = load_fit_job(args.config, data=args.data, epochs=args.epochs)
-    table = read_events(job.data, get_schema(job.schema) if job.schema else None)
+    table = _training_events(job)
     reference = read_events(args.reference, table.schema) if args.reference else None
-    rows = beta_scan(
-        table,
-        betas,
-        model_settings=job.model,
-        train_settings=job.train,
-        preprocess=job.preprocess,
-        buffer_settings=job.buffer,
-        seed=job.seed,
-        reference=reference,
-    )
+    rows = beta_scan(table, betas, **job.fit_arguments(), reference=reference)
     out.write_text(format_beta_table(rows) if out.suffix == ".md" else json.dumps(rows, indent=1))
     print(format_beta_table(rows))
 
@@ -499,15 +495,15 @@ def _info(args: argparse.Namespace) -> None:
     print(json.dumps(meta, indent=1) if args.json else describe_bundle(Path(args.bundle), meta))
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever ``sys.stderr`` is when a record is emitted (it may be replaced meanwhile)."""
 
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
+    @property
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, value: Any) -> None:
+    def stream(self, value: TextIO) -> None:
         pass
 
 

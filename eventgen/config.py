@@ -7,16 +7,20 @@ values of the wrong type raise :class:`ConfigError` naming the valid choices.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
 from eventgen.errors import ConfigError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -45,11 +49,11 @@ def from_mapping(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{where} must be a mapping of keys to values, found {data!r}")
     data = dict(data or {})
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"unknown key {where}.{unknown[0]}; valid keys are {sorted(fields)}")
-    hints = get_type_hints(cls)
+    hints = _field_types(cls, [fields[name] for name in data])
     values = {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in data.items()}
     try:
         return cls(**values)
@@ -57,10 +61,20 @@ def from_mapping(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def _field_types(cls: type, fields: list[dataclasses.Field[Any]]) -> dict[str, Any]:
+    """The resolved types of ``fields`` of dataclass ``cls``.
+
+    Only these are resolved, so that the other fields may name types imported for type
+    checking only (settings whose modules import torch, given as built objects).
+    """
+    annotations = types.SimpleNamespace(__annotations__={f.name: f.type for f in fields})
+    return get_type_hints(annotations, vars(sys.modules[cls.__module__]))
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     origin = get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        return from_mapping(hint, value, where)  # type: ignore[arg-type]
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return value if isinstance(value, hint) else from_mapping(hint, value, where)
     if origin is typing.Literal:
         choices = get_args(hint)
         if value not in choices:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -66,7 +66,7 @@ class ShardPlan:
 
 def run_shards(
     task: Callable[[int], T], shards: Iterable[int], executor: concurrent.futures.Executor | None = None
-) -> Iterator[T]:
+) -> Generator[T, None, None]:
     """``task(k)`` of each shard ``k``, yielded as each finishes.
 
     Without an executor the shards run in this thread, one after another in the given order, each

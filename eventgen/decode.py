@@ -13,12 +13,17 @@ of their batch size (generation does) pass arrays aligned to whole chunks.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from eventgen.model import BetaVAE, ResidualBlock
+
+if TYPE_CHECKING:
+    from eventgen.preprocess import Preprocessor
 
 CHUNK = 2048
 
@@ -29,7 +34,9 @@ def _elu_(x: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
     return x.clamp_min_(0.0).add_(scratch)
 
 
-_INPLACE: dict[type[nn.Module], Callable[[torch.Tensor, torch.Tensor], Any]] = {
+#: An activation applied in place to its first argument, with the second as scratch space.
+InPlace = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+_INPLACE: dict[type[nn.Module], InPlace] = {
     nn.ELU: _elu_,
     nn.ReLU: lambda t, _: F.relu_(t),
     nn.SiLU: lambda t, _: F.silu(t, inplace=True),
@@ -41,7 +48,9 @@ _INPLACE: dict[type[nn.Module], Callable[[torch.Tensor, torch.Tensor], Any]] = {
 class EventDecoder:
     """Callable ``(n, latent_dim) float32 -> (n, n_features) float32`` raw-scale events (before clean-up)."""
 
-    def __init__(self, model: Any, preprocessor: Any, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, model: BetaVAE, preprocessor: Preprocessor, device: torch.device | str = "cpu"
+    ) -> None:
         self.device = torch.device(device)
         self.n_features = int(model.n_features)
         self.tanh_output = model.settings.output == "tanh"
@@ -56,7 +65,9 @@ class EventDecoder:
         self._log_scale = as_tensor(preprocessor.log_scale_)
         self._any_log = bool(self._log_mask.any())
 
-    def _layer(self, item: tuple[str, nn.Linear, nn.Module]) -> tuple[bool, torch.Tensor, torch.Tensor, Any]:
+    def _layer(
+        self, item: tuple[str, nn.Linear, nn.Module]
+    ) -> tuple[bool, torch.Tensor, torch.Tensor, InPlace]:
         kind, linear, act = item
         weight = linear.weight.detach().t().contiguous().to(self.device)
         act_fn = _INPLACE.get(type(act))
@@ -82,6 +93,7 @@ class EventDecoder:
                 torch.addmm(bias, h, weight, out=scratch)
                 act(scratch, spare)
                 h, scratch = scratch, h
+        assert h is not None  # a decoder has at least one layer
         y = torch.addmm(self._b_out, h, self._w_out)
         if self.tanh_output:
             y.tanh_()
@@ -113,14 +125,14 @@ class EventDecoder:
         return out
 
 
-def _decoder_layers(model: Any) -> list[tuple[str, nn.Linear, nn.Module]]:
+def _decoder_layers(model: BetaVAE) -> list[tuple[str, nn.Linear, nn.Module]]:
     """The decoder as ``(kind, linear, activation)`` steps, kind ``"plain"`` or ``"residual"``."""
     steps: list[tuple[str, nn.Linear, nn.Module]] = []
     pending: nn.Linear | None = None
     for module in model.decoder:
         if isinstance(module, nn.Linear):
             pending = module
-        elif hasattr(module, "linear") and hasattr(module, "act"):
+        elif isinstance(module, ResidualBlock):
             steps.append(("residual", module.linear, module.act))
         elif pending is not None:
             steps.append(("plain", pending, module))

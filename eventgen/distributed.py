@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from eventgen.errors import ConfigError
 
@@ -39,20 +39,21 @@ if TYPE_CHECKING:
     from distributed import Client, Future
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 RETRIES = (
     2  # reruns of a task that raised (a worker that died is handled by the scheduler's allowed-failures)
 )
 
 
-def _require_dask() -> Any:
+def _require_dask() -> None:
     try:
-        import distributed
+        import distributed  # noqa: F401
     except ImportError:
         raise ConfigError(
             "--dask/--workers/--scheduler need Dask, which is not installed: pip install 'eventgen[distributed]'"
         ) from None
-    return distributed
 
 
 def _check_cluster(workers: int | None, scheduler: str | None, threads_per_worker: int) -> None:
@@ -75,8 +76,10 @@ def cluster_client(
     reached within Dask's connect timeout (``distributed.comm.timeouts.connect``) raises
     :class:`~eventgen.errors.ConfigError`. Closed on exit.
     """
-    distributed = _require_dask()
+    _require_dask()
     _check_cluster(workers, scheduler, threads_per_worker)
+    import distributed
+
     if scheduler is not None:
         try:
             client = distributed.Client(scheduler)
@@ -150,9 +153,11 @@ class DaskExecutor(concurrent.futures.Executor):
                 self._client = self._stack.enter_context(self._cluster())
             return self._client
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+    def submit(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> concurrent.futures.Future[T]:
         task = self.client.submit(fn, *args, pure=False, retries=RETRIES, **kwargs)
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
         future.add_done_callback(lambda f: task.cancel() if f.cancelled() else None)
         task.add_done_callback(functools.partial(_settle, future))
         return future
@@ -163,22 +168,23 @@ class DaskExecutor(concurrent.futures.Executor):
             self._stack.close()
 
 
-def _settle(future: concurrent.futures.Future[Any], task: Future) -> None:
+def _settle(future: concurrent.futures.Future[T], task: Future[T]) -> None:
     """Hand a finished Dask task's outcome to its ``concurrent.futures`` future, then release the task."""
     try:
         if task.status == "cancelled":
             future.cancel()
             future.set_running_or_notify_cancel()  # wakes wait() and as_completed()
             return
+        error: BaseException | None = None
         try:
-            outcome, failed = task.result(), False
+            result = task.result()
         except BaseException as exc:  # the task's error, or its result could not be fetched
-            outcome, failed = exc, True
+            error = exc
     finally:
         task.release()
     if not future.set_running_or_notify_cancel():  # cancelled here meanwhile
         return
-    if failed:
-        future.set_exception(outcome)
+    if error is not None:
+        future.set_exception(error)
     else:
-        future.set_result(outcome)
+        future.set_result(result)

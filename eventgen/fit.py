@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,11 @@ from eventgen.errors import ConfigError
 from eventgen.io import EventTable
 from eventgen.sampling import FIELDS as SAMPLING_FIELDS
 from eventgen.sampling import SamplingSettings
+
+if TYPE_CHECKING:
+    from eventgen.model import ModelSettings
+    from eventgen.preprocess import PreprocessMethod
+    from eventgen.train import TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +84,10 @@ def buffer_weights(table: EventTable, column: str, power: float) -> np.ndarray:
 def fit(
     table: EventTable,
     *,
-    preprocess: str = "physics",
-    model_settings: Any = None,
-    train_settings: Any = None,
-    buffer_settings: BufferSettings = BufferSettings(),
+    preprocess: PreprocessMethod = "physics",
+    model_settings: ModelSettings | None = None,
+    train_settings: TrainSettings | None = None,
+    buffer_settings: BufferSettings | None = None,
     seed: int = 0,
     checkpoint_dir: Path | None = None,
     progress: bool = False,
@@ -97,9 +102,10 @@ def fit(
 
     model_settings = model_settings or ModelSettings()
     train_settings = train_settings or TrainSettings()
+    buffer_settings = buffer_settings or BufferSettings()
     t0 = time.perf_counter()
     check_trainable(table.data, table.schema, train_settings.min_events)
-    preprocessor = Preprocessor(preprocess)  # type: ignore[arg-type]
+    preprocessor = Preprocessor(preprocess)
     x = preprocessor.fit_transform(table.data, table.schema)
     log.info("training on %d events with %d columns", x.shape[0], x.shape[1])
     result = train(x, model_settings, train_settings, seed, checkpoint_dir=checkpoint_dir, progress=progress)

@@ -23,6 +23,7 @@ cluster spanning many machines (:mod:`eventgen.distributed`).
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -36,7 +37,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import numpy as np
 
@@ -49,7 +51,17 @@ from eventgen.io import EventWriter
 from eventgen.sampling import SamplingSpec
 from eventgen.schema import Column, Schema
 
+if TYPE_CHECKING:
+    import torch
+    from tqdm import tqdm
+
+    from eventgen.bundle import Bundle
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+#: Called with the number of events just made (a progress bar's ``update``).
+Advance = Callable[[int], object]
 
 assert BLOCK % CHUNK == 0  # a block is decoded as whole chunks at fixed positions
 
@@ -69,7 +81,7 @@ class GenerateResult:
         return self.n_generated / self.seconds if self.seconds > 0 else float("nan")
 
 
-def output_schema(bundle: Any, weighted: bool) -> Schema:
+def output_schema(bundle: Bundle, weighted: bool) -> Schema:
     """The bundle's schema, plus a ``weight`` column for weighted sampling."""
     if not weighted:
         return bundle.schema
@@ -85,7 +97,7 @@ class EventSource:
     ``self.settings``.
     """
 
-    def __init__(self, bundle: Any, sampling: SamplingSpec, seed: int, device: str = "auto") -> None:
+    def __init__(self, bundle: Bundle, sampling: SamplingSpec, seed: int, device: str = "auto") -> None:
         from eventgen.decode import EventDecoder
         from eventgen.train import resolve_device
 
@@ -141,7 +153,7 @@ class EventSource:
         yield from _ordered_map(lambda span: self.batch(*span), spans, workers)
 
 
-def _ordered_map(func: Callable[[Any], Any], items: list[Any], workers: int) -> Iterator[Any]:
+def _ordered_map(func: Callable[[T], R], items: list[T], workers: int) -> Iterator[R]:
     """``map(func, items)`` on a pool of ``workers`` threads, in order, at most ``2 * workers`` ahead."""
     if workers <= 1:
         yield from map(func, items)
@@ -149,7 +161,7 @@ def _ordered_map(func: Callable[[Any], Any], items: list[Any], workers: int) -> 
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(workers, thread_name_prefix="eventgen-decode") as pool:
-        pending: collections.deque[Any] = collections.deque()
+        pending: collections.deque[concurrent.futures.Future[R]] = collections.deque()
         try:
             for item in items:
                 pending.append(pool.submit(func, item))
@@ -197,7 +209,7 @@ class GenerateOptions:
 
 
 def generate(
-    bundle: Any,
+    bundle: Bundle,
     n_events: int,
     output: str | Path,
     options: GenerateOptions | None = None,
@@ -269,7 +281,7 @@ def _generate_dataset(
     meta: dict[str, Any],
     options: GenerateOptions,
     executor: Executor | None,
-    bar: Any,
+    bar: tqdm[NoReturn],
 ) -> int:
     """Write the dataset's missing shards, recording each in the manifest as it arrives; returns their events."""
     manifest = dataset.open(meta, resume=options.resume, overwrite=options.overwrite)
@@ -304,7 +316,7 @@ class ShardWriter:
     meta: dict[str, Any]
     options: GenerateOptions
 
-    def __call__(self, k: int, threads: int | None = 1, advance: Callable[[int], Any] | None = None) -> Shard:
+    def __call__(self, k: int, threads: int | None = 1, advance: Advance | None = None) -> Shard:
         """Write shard ``k`` with ``threads`` worker threads (None: every core), calling ``advance(n)`` per batch."""
         source = self.bundle.source(self.options)
         workers = configure_threads(threads, source.device)
@@ -322,7 +334,7 @@ def _fill(
     span: tuple[int, int],
     batch_size: int,
     workers: int,
-    advance: Callable[[int], Any] | None,
+    advance: Advance | None,
 ) -> None:
     """Put events ``span[0]..span[1]-1`` into ``writer``, calling ``advance(n)`` after each batch."""
     for batch in source.events(*span, batch_size, workers):
@@ -339,7 +351,7 @@ class SharedBundle:
     hash, and keeps it (and its event sources) for its later tasks.
     """
 
-    def __init__(self, bundle: Any = None, *, path: str = "", bundle_hash: str = "") -> None:
+    def __init__(self, bundle: Bundle | None = None, *, path: str = "", bundle_hash: str = "") -> None:
         self._bundle = bundle
         if bundle is not None:
             path = str(Path(bundle.path).resolve()) if bundle.path is not None else ""
@@ -361,7 +373,7 @@ class SharedBundle:
         return shared_bundle, (self.path, self.hash)
 
     @property
-    def bundle(self) -> Any:
+    def bundle(self) -> Bundle:
         """The bundle, loaded (and checked against the hash) at the first use in a process it was sent to."""
         with self._lock:
             if self._bundle is None:
@@ -432,7 +444,9 @@ class _Writer:
     def __enter__(self) -> _Writer:
         return self
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._queue.put(None)
         self._thread.join()
         if exc is None and self._error is None:
@@ -443,7 +457,7 @@ class _Writer:
             raise self._error
 
 
-def configure_threads(threads: int | None, device: Any) -> int:
+def configure_threads(threads: int | None, device: torch.device) -> int:
     """Worker threads for a run (default: every core); torch then runs each operation on one thread.
 
     Parallelism comes from the workers, each making whole batches: intra-op threads would make the
@@ -473,7 +487,7 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def _progress(total: int, enabled: bool) -> Any:
+def _progress(total: int, enabled: bool) -> tqdm[NoReturn]:
     from tqdm import tqdm
 
     return tqdm(

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -291,11 +292,16 @@ def check_output(path: str | Path, overwrite: bool, fmt: str | None = None) -> P
     return _output(path, overwrite, fmt)[0]
 
 
+def refuse_existing(path: Path, overwrite: bool, what: str = "output") -> None:
+    """Raise OutputError when ``path`` exists and may not be replaced; ``what`` names it in the message."""
+    if path.exists() and not overwrite:
+        raise OutputError(f"{what} {str(path)!r} exists already; choose another name or pass --overwrite")
+
+
 def _output(path: str | Path, overwrite: bool, fmt: str | None) -> tuple[Path, EventFormat]:
     path = Path(path)
     file_format = output_format(path, fmt)
-    if path.exists() and not overwrite:
-        raise OutputError(f"output {str(path)!r} exists already; choose another name or pass --overwrite")
+    refuse_existing(path, overwrite)
     if not path.parent.exists():
         raise OutputError(f"output folder {str(path.parent)!r} does not exist; create it first")
     return path, file_format
@@ -353,7 +359,9 @@ class EventWriter:
     def __enter__(self) -> EventWriter:
         return self
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc is None:
             self.close()
         else:
@@ -377,7 +385,7 @@ def write_events(
     return Path(path)
 
 
-def json_default(obj: Any) -> Any:
+def json_default(obj: object) -> object:
     """``json.dumps`` default for NumPy scalars and arrays and paths in metadata."""
     if isinstance(obj, np.generic):
         return obj.item()

@@ -8,19 +8,29 @@ means "not given".
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from eventgen.config import from_mapping, load_yaml
 from eventgen.errors import ConfigError
+from eventgen.preprocess import PREPROCESS_METHODS, PreprocessMethod
+from eventgen.simulate import PROCESSES, SimulationSettings  # no Pythia until a simulation runs
+
+if TYPE_CHECKING:
+    from eventgen.bundle import Bundle
+    from eventgen.fit import BufferSettings
+    from eventgen.io import EventTable
+    from eventgen.model import ModelSettings
+    from eventgen.train import TrainSettings
 
 
 @dataclass(frozen=True)
 class SimulateJob:
     """``eventgen simulate``: physics settings plus how many events, which seed, where to."""
 
-    settings: Any  # eventgen.simulate.SimulationSettings (imported lazily: needs no Pythia)
+    settings: SimulationSettings
     n_events: int = 10_000
     seed: int = 1
     output: str = "events.parquet"
@@ -41,8 +51,6 @@ def load_simulate_job(process_or_config: str, **overrides: Any) -> SimulateJob:
     The config holds ``n_events``, ``seed``, ``output`` and any field of
     :class:`eventgen.simulate.SimulationSettings`; ``overrides`` that are not None win.
     """
-    from eventgen.simulate import PROCESSES, SimulationSettings
-
     if process_or_config.endswith((".yaml", ".yml")):
         data = load_yaml(process_or_config)
         where = Path(process_or_config).name
@@ -70,10 +78,30 @@ class FitJob:
     schema: str | None = None
     output: str = "bundle"
     seed: int = 0
-    preprocess: str = "physics"
-    model: Any = None  # eventgen.model.ModelSettings
-    train: Any = None  # eventgen.train.TrainSettings
-    buffer: Any = None  # eventgen.fit.BufferSettings
+    preprocess: PreprocessMethod = "physics"
+    model: ModelSettings | None = None
+    train: TrainSettings | None = None
+    buffer: BufferSettings | None = None
+
+    def fit_arguments(self) -> FitArguments:
+        """The settings of this job as keyword arguments of :func:`eventgen.fit.fit`."""
+        return FitArguments(
+            preprocess=self.preprocess,
+            model_settings=self.model,
+            train_settings=self.train,
+            buffer_settings=self.buffer,
+            seed=self.seed,
+        )
+
+
+class FitArguments(TypedDict):
+    """What a :class:`FitJob` sets of :func:`eventgen.fit.fit` (and :func:`eventgen.latent.beta_scan`)."""
+
+    preprocess: PreprocessMethod
+    model_settings: ModelSettings | None
+    train_settings: TrainSettings | None
+    buffer_settings: BufferSettings | None
+    seed: int
 
 
 def load_fit_job(config: str, **overrides: Any) -> FitJob:
@@ -94,28 +122,63 @@ def fit_job_from_mapping(config: dict[str, Any], where: str, **overrides: Any) -
     """A :class:`FitJob` from a config mapping (a fit config file or the ``fit`` section of a run)."""
     from eventgen.fit import BufferSettings
     from eventgen.model import ModelSettings
-    from eventgen.preprocess import PREPROCESS_METHODS
     from eventgen.train import TrainSettings
 
     data = dict(config)
-    sections = {"model": ModelSettings, "train": TrainSettings}
     known = {f.name for f in dataclasses.fields(FitJob)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"unknown key {where}: {unknown[0]}; valid keys are {sorted(known)}")
     train_keys = ("epochs", "batch_size", "device", "threads")
-    train_overrides = {k: overrides.pop(k) for k in train_keys if k in overrides}
-    parts = {"buffer": BufferSettings.from_mapping(data.pop("buffer", None), f"{where}: buffer")}
-    for name, cls in sections.items():
-        section = data.pop(name, None)
-        if name == "train" and isinstance(section, dict | None):
-            section = dict(section or {})
-            section.update({k: v for k, v in train_overrides.items() if v is not None})
-        parts[name] = from_mapping(cls, section, f"{where}: {name}")
+    train_overrides = {k: v for k in train_keys if (v := overrides.pop(k, None)) is not None}
+    buffer = BufferSettings.from_mapping(data.pop("buffer", None), f"{where}: buffer")
+    model = from_mapping(ModelSettings, data.pop("model", None), f"{where}: model")
+    train_section = data.pop("train", None)
+    if isinstance(train_section, dict | None):
+        train_section = {**(train_section or {}), **train_overrides}
+    train = from_mapping(TrainSettings, train_section, f"{where}: train")
     data.update({k: v for k, v in overrides.items() if v is not None})
-    plain = from_mapping(FitJob, data, where)
-    if plain.preprocess not in PREPROCESS_METHODS:
+    preprocess = data.get("preprocess", FitJob.preprocess)
+    if preprocess not in PREPROCESS_METHODS:
         raise ConfigError(
-            f"{where}: preprocess must be one of {list(PREPROCESS_METHODS)}, found {plain.preprocess!r}"
+            f"{where}: preprocess must be one of {list(PREPROCESS_METHODS)}, found {preprocess!r}"
         )
-    return dataclasses.replace(plain, **parts)
+    plain = from_mapping(FitJob, data, where)
+    return dataclasses.replace(plain, model=model, train=train, buffer=buffer)
+
+
+def data_source(path: str | Path, table: EventTable) -> dict[str, Any]:
+    """Provenance of the training events ``table`` read from ``path``: the path, its sha256, the count."""
+    from eventgen.bundle import file_sha256
+
+    return {"path": str(path), "sha256": file_sha256(path), "n_events": len(table)}
+
+
+def fit_and_save(
+    job: FitJob,
+    table: EventTable,
+    output: Path,
+    *,
+    checkpoint_dir: Path,
+    data_source: dict[str, Any],
+    progress: bool = False,
+    overwrite: bool = False,
+) -> Bundle:
+    """Fit ``job`` on ``table`` and save the bundle at ``output``.
+
+    Training checkpoints go to ``checkpoint_dir``, so that an interrupted fit of the same run
+    resumes; the directory is removed once the bundle is saved.
+    """
+    from eventgen.fit import fit
+
+    checkpoint_dir.mkdir(exist_ok=True)
+    bundle = fit(
+        table,
+        **job.fit_arguments(),
+        checkpoint_dir=checkpoint_dir,
+        progress=progress,
+        data_source=data_source,
+    )
+    bundle.save(output, overwrite=overwrite)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return bundle

@@ -19,13 +19,23 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from eventgen.errors import ConfigError, InputError, OutputError
 from eventgen.io import EventTable, read_events, write_events
 from eventgen.schema import Column, Schema
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from sklearn.decomposition import PCA
+
+    from eventgen.bundle import Bundle
+    from eventgen.fit import BufferSettings
+    from eventgen.model import ModelSettings
+    from eventgen.preprocess import PreprocessMethod
+    from eventgen.train import TrainSettings
 
 LATENT_FORMAT = "eventgen-latent"
 TRAVERSAL_STEPS = tuple(0.5 * k for k in range(-6, 7))  # -3σ .. 3σ along an axis
@@ -46,7 +56,7 @@ def check_events(schema: Schema, events: np.ndarray, what: str) -> np.ndarray:
 # ----------------------------------------------------------------------------- compression and denoising
 
 
-def encode(bundle: Any, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def encode(bundle: Bundle, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Raw events ``(n_events, n_columns)`` -> ``(mu, sigma)``, each ``(n_events, latent_dim)`` float32."""
     from eventgen.model import encode_numpy
 
@@ -54,7 +64,7 @@ def encode(bundle: Any, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return encode_numpy(bundle.model, x)
 
 
-def decode(bundle: Any, mu: np.ndarray) -> np.ndarray:
+def decode(bundle: Bundle, mu: np.ndarray) -> np.ndarray:
     """Latent points ``(n, latent_dim)`` -> cleaned raw events ``(n, n_columns)`` float32.
 
     Decodes with the inverse preprocessing fused in (as generation does) and applies the
@@ -70,7 +80,7 @@ def decode(bundle: Any, mu: np.ndarray) -> np.ndarray:
     return bundle.cleanup.apply(events)
 
 
-def denoise(bundle: Any, events: np.ndarray) -> np.ndarray:
+def denoise(bundle: Bundle, events: np.ndarray) -> np.ndarray:
     """``decode(encode(events))``: the reconstruction of ``(n_events, n_columns)`` through μ, cleaned."""
     return decode(bundle, encode(bundle, events)[0])
 
@@ -87,12 +97,11 @@ def add_noise(
     from eventgen.cleanup import wrap_phi
 
     out = np.array(events, dtype=np.float32, copy=True)
-    owner = {i: c.obj for i, c in enumerate(schema.columns)}
     pts = {o.name: o.pt for o in schema.objects()}
     for j, column in enumerate(schema.columns):
         if column.kind == "count" or column.kind == "generic":
             continue
-        pt_col = pts.get(owner[j]) if owner[j] is not None else j
+        pt_col = pts.get(column.obj) if column.obj is not None else j
         present = out[:, pt_col] > 0 if pt_col is not None else np.ones(len(out), bool)
         noise = rng.standard_normal(len(out)).astype(np.float32)
         if column.kind in ("energy", "pt"):
@@ -114,7 +123,7 @@ def latent_schema(latent_dim: int, with_sigma: bool) -> Schema:
 
 def write_latent(
     path: str | Path,
-    bundle: Any,
+    bundle: Bundle,
     mu: np.ndarray,
     sigma: np.ndarray | None = None,
     *,
@@ -138,7 +147,7 @@ def write_latent(
     return write_events(path, data, schema, meta, overwrite=overwrite, compression=compression)
 
 
-def read_latent(path: str | Path, bundle: Any) -> tuple[np.ndarray, np.ndarray | None]:
+def read_latent(path: str | Path, bundle: Bundle) -> tuple[np.ndarray, np.ndarray | None]:
     """``(mu, sigma)`` ``(n_events, latent_dim)`` float32 of a latent file written for ``bundle``.
 
     ``sigma`` is None when the file holds μ only. Raises InputError for a file of another
@@ -170,7 +179,7 @@ def read_latent(path: str | Path, bundle: Any) -> tuple[np.ndarray, np.ndarray |
 # ----------------------------------------------------------------------------- latent exploration
 
 
-def _pca(bundle: Any, n_components: int) -> Any:
+def _pca(bundle: Bundle, n_components: int) -> PCA:
     from sklearn.decomposition import PCA
 
     mu = bundle.buffer.mu_
@@ -181,7 +190,7 @@ def _pca(bundle: Any, n_components: int) -> Any:
     return PCA(n_components=n_components, svd_solver="full").fit(mu.astype(np.float64))
 
 
-def latent_pca(bundle: Any, n_components: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def latent_pca(bundle: Bundle, n_components: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """PCA of the buffer's μ ``(n_buffer, latent_dim)``.
 
     Returns ``components`` ``(n_components, latent_dim)`` (unit principal axes),
@@ -197,7 +206,7 @@ def latent_pca(bundle: Any, n_components: int = 2) -> tuple[np.ndarray, np.ndarr
     )
 
 
-def traverse(bundle: Any, component: int, steps: Sequence[float] | np.ndarray) -> np.ndarray:
+def traverse(bundle: Bundle, component: int, steps: Sequence[float] | np.ndarray) -> np.ndarray:
     """Events decoded along principal axis ``component`` of the buffer's μ.
 
     Point k is ``mean(μ) + steps[k]·sqrt(variance_c)·axis_c``, so steps are in standard
@@ -227,7 +236,7 @@ def _observables(events: np.ndarray, schema: Schema) -> dict[str, np.ndarray]:
 
 
 def plot_latent(
-    bundle: Any,
+    bundle: Bundle,
     events_of_buffer: np.ndarray | None,
     out_dir: str | Path,
     *,
@@ -292,7 +301,7 @@ def plot_latent(
     return targets
 
 
-def _save(fig: Any, path: Path) -> None:
+def _save(fig: Figure, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
@@ -320,14 +329,14 @@ def beta_scan(
     table: EventTable,
     betas: Sequence[float],
     *,
-    model_settings: Any = None,
-    train_settings: Any = None,
-    preprocess: str = "physics",
-    buffer_settings: Any = None,
+    model_settings: ModelSettings | None = None,
+    train_settings: TrainSettings | None = None,
+    preprocess: PreprocessMethod = "physics",
+    buffer_settings: BufferSettings | None = None,
     seed: int = 0,
     reference: EventTable | np.ndarray | None = None,
     n_generate: int = 20_000,
-) -> list[dict[str, Any]]:
+) -> list[dict[str, float]]:
     """Fit one bundle per β on ``table`` (same seed and settings otherwise) and report each.
 
     Each row: ``beta``, ``avg_variance`` (mean σ² of the buffer), ``avg_abs_mean`` (mean |μ|),
@@ -337,7 +346,7 @@ def beta_scan(
     """
     import time
 
-    from eventgen.fit import BufferSettings, fit
+    from eventgen.fit import fit
     from eventgen.generate import EventSource
     from eventgen.metrics import classifier_auc, wasserstein
     from eventgen.model import ModelSettings
@@ -356,12 +365,12 @@ def beta_scan(
             preprocess=preprocess,
             model_settings=settings,
             train_settings=train_settings,
-            buffer_settings=buffer_settings or BufferSettings(),
+            buffer_settings=buffer_settings,
             seed=seed,
         )
         training = bundle.metadata["training"]
         best = training["best"]
-        row: dict[str, Any] = {"beta": beta, **bundle.buffer.latent_stats()}
+        row: dict[str, float] = {"beta": beta, **bundle.buffer.latent_stats()}
         row.update({k: float(best[k]) for k in ("val_loss", "val_mse", "val_kl")})
         row.update(epochs=len(training["history"]), seconds=time.perf_counter() - t0)
         if ref is not None:
@@ -387,7 +396,7 @@ _BETA_COLUMNS = (
 )
 
 
-def format_beta_table(rows: Sequence[dict[str, Any]]) -> str:
+def format_beta_table(rows: Sequence[dict[str, float]]) -> str:
     """The β scan as a Markdown table in the seed talk's layout (β, avg var, avg mean, then losses)."""
     keys = [(k, title) for k, title in _BETA_COLUMNS if any(k in r for r in rows)]
     lines = ["| " + " | ".join(t for _, t in keys) + " |", "|" + "---:|" * len(keys)]

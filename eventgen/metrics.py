@@ -523,7 +523,10 @@ def _histograms(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Counts of both samples in common bins, values outside the edges folded into the edge bins."""
     a, b = _sample_1d(generated, "generated"), _sample_1d(reference, "reference")
-    edges = histogram_edges(b, bins) if np.isscalar(bins) else np.asarray(bins, dtype=np.float64)
+    if isinstance(bins, int | np.integer):
+        edges = histogram_edges(b, int(bins))
+    else:
+        edges = np.asarray(bins, dtype=np.float64)
     if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
         raise InputError("bins must be a positive number of bins or increasing edges (n_bins + 1,)")
     n_bins = edges.size - 1

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from torch import nn
 
 from eventgen.errors import ConfigError, InputError
 
+R = TypeVar("R")
 Activation = Literal["elu", "relu", "gelu", "silu", "tanh"]
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "elu": nn.ELU,
@@ -65,7 +66,7 @@ class ModelSettings:
         return dataclasses.asdict(self)
 
 
-class _Residual(nn.Module):
+class ResidualBlock(nn.Module):
     """``h + act(Linear(h))`` for a square layer."""
 
     def __init__(self, width: int, activation: str) -> None:
@@ -82,7 +83,7 @@ def _stack(n_in: int, settings: ModelSettings) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Linear(n_in, settings.hidden), _ACTIVATIONS[settings.activation]()]
     for _ in range(settings.depth - 1):
         if settings.residual:
-            layers.append(_Residual(settings.hidden, settings.activation))
+            layers.append(ResidualBlock(settings.hidden, settings.activation))
         else:
             layers += [nn.Linear(settings.hidden, settings.hidden), _ACTIVATIONS[settings.activation]()]
     return nn.Sequential(*layers)
@@ -152,8 +153,8 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 def _chunked(
-    model: BetaVAE, a: np.ndarray, width: int, batch_size: int, what: str, fn: Callable[[torch.Tensor], Any]
-) -> list[Any]:
+    model: BetaVAE, a: np.ndarray, width: int, batch_size: int, what: str, fn: Callable[[torch.Tensor], R]
+) -> list[R]:
     a = np.asarray(a)
     if a.ndim != 2 or a.shape[1] != width:
         raise InputError(f"{what} expects an array of shape (n, {width}), found shape {a.shape}")

@@ -29,6 +29,7 @@ from __future__ import annotations
 from itertools import combinations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from eventgen.errors import InputError
 from eventgen.schema import PhysicsObject, Schema
@@ -68,7 +69,8 @@ def derived_observables(
             out["m_4j"] = _mass_where(p[:, :4].sum(axis=1), present[:, :4].all(axis=1))
     jet_objects = families.get("j", ([], -1))[0]
     if jet_objects:
-        out["ht"] = np.sum([np.maximum(events[:, o.pt], 0.0) for o in jet_objects], axis=0, dtype=np.float64)
+        pts = np.asarray([np.maximum(events[:, o.pt], 0.0) for o in jet_objects])
+        out["ht"] = pts.sum(axis=0, dtype=np.float64)
     if jets is not None and leptons is not None:
         both = jets[1][:, 0] & leptons[1][:, 0]
         out["m_lj"] = _mass_where(jets[0][:, 0] + leptons[0][:, 0], both)
@@ -106,7 +108,7 @@ def _four_vectors(events: np.ndarray, objects: list[PhysicsObject]) -> tuple[np.
     return p, present
 
 
-def _mass_where(p: np.ndarray, defined: np.ndarray) -> np.ndarray:
+def _mass_where(p: np.ndarray, defined: ArrayLike) -> np.ndarray:
     """Masses of ``p`` ``(n_events, 4)``, NaN where not ``defined`` ``(n_events,)``."""
     return np.where(defined, invariant_mass(p), np.nan)
 

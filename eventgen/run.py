@@ -21,7 +21,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -34,6 +33,7 @@ from eventgen.sampling import SamplingSettings
 
 if TYPE_CHECKING:
     from eventgen.fit import BufferSettings
+    from eventgen.jobs import FitJob
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class RunJob:
     workdir: str
     seed: int
     simulate: SimulateStage
-    fit: Any  # eventgen.jobs.FitJob
+    fit: FitJob
     fit_config: dict[str, Any]
     generate: GenerateStage
     evaluate: EvaluateStage
@@ -108,7 +108,7 @@ def load_run_job(path: str) -> RunJob:
     if unknown:
         raise ConfigError(f"unknown key {where}: {unknown[0]}; valid keys are {sorted(allowed)}")
     sim = _section(data, "simulate", where)
-    counts = {k: sim.pop(k) for k in ("n_train", "n_test") if k in sim}
+    counts: dict[str, Any] = {k: sim.pop(k) for k in ("n_train", "n_test") if k in sim}
     process = sim.get("process", "ttbar")
     if process not in PROCESSES:
         raise ConfigError(f"{where}: simulate.process must be one of {list(PROCESSES)}, found {process!r}")
@@ -202,31 +202,20 @@ def _simulate(job: RunJob, work: Path, progress: bool, workers: int | None) -> N
 
 
 def _fit(job: RunJob, work: Path, progress: bool, key: str) -> None:
-    from eventgen.bundle import file_sha256
-    from eventgen.fit import fit
     from eventgen.io import read_events
+    from eventgen.jobs import data_source, fit_and_save
 
     table = read_events(work / "train.parquet")
-    source = {
-        "path": str(work / "train.parquet"),
-        "sha256": file_sha256(work / "train.parquet"),
-        "n_events": len(table),
-    }
-    checkpoints = work / f".fit-checkpoint-{key}"  # an interrupted fit resumes only with the same settings
-    checkpoints.mkdir(exist_ok=True)
-    bundle = fit(
+    fit_and_save(
+        dataclasses.replace(job.fit, seed=job.seed),
         table,
-        preprocess=job.fit.preprocess,
-        model_settings=job.fit.model,
-        train_settings=job.fit.train,
-        buffer_settings=job.fit.buffer,
-        seed=job.seed,
-        checkpoint_dir=checkpoints,
+        work / "bundle",
+        checkpoint_dir=work
+        / f".fit-checkpoint-{key}",  # an interrupted fit resumes only with the same settings
+        data_source=data_source(work / "train.parquet", table),
         progress=progress,
-        data_source=source,
+        overwrite=True,
     )
-    bundle.save(work / "bundle", overwrite=True)
-    shutil.rmtree(checkpoints, ignore_errors=True)
 
 
 def _generate(job: RunJob, work: Path, progress: bool) -> None:

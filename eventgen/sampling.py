@@ -141,7 +141,7 @@ FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SamplingSetti
 SamplingSpec = SamplingSettings | Mapping[str, Any] | None
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: object) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 

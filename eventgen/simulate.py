@@ -360,7 +360,7 @@ def _make_pythia(settings: SimulationSettings, seed: int) -> tuple[Any, Any]:
 def _leptonic_w_veto(pythia8mc: Any, minimum: int) -> Any:
     """A Pythia user hook vetoing hard processes with fewer than ``minimum`` W -> e/μ ν decays."""
 
-    class LeptonicWVeto(pythia8mc.UserHooks):  # type: ignore[misc, name-defined]
+    class LeptonicWVeto(pythia8mc.UserHooks):
         def canVetoProcessLevel(self) -> bool:
             return True
 

@@ -127,7 +127,7 @@ class TrainResult:
         return float(np.mean(rates)) if rates else float("nan")
 
 
-def _positive(value: Any) -> bool:
+def _positive(value: object) -> bool:
     return (
         isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
     )
@@ -351,7 +351,8 @@ class _Trainer:
             self.optimizer.step()
             with torch.no_grad():
                 sums += torch.stack((loss, mse, kl)).double() * xb.shape[0]
-        return tuple((sums / n).tolist())  # type: ignore[return-value]
+        loss, mse, kl = (sums / n).tolist()
+        return loss, mse, kl
 
     def _val_pass(self) -> tuple[float, float, float]:
         """The validation loss with the same noise every epoch (so epochs compare fairly)."""
@@ -361,9 +362,11 @@ class _Trainer:
         with torch.inference_mode():
             for start in range(0, self.x_val.shape[0], _VAL_CHUNK):
                 xb = self.x_val[start : start + _VAL_CHUNK]
-                loss, mse, kl = vae_loss(xb, *self.model(xb, generator=gen), beta=self.ms.beta)
+                x_hat, mu, logvar = self.model(xb, generator=gen)
+                loss, mse, kl = vae_loss(xb, x_hat, mu, logvar, self.ms.beta)
                 sums += torch.stack((loss, mse, kl)).double() * xb.shape[0]
-        return tuple((sums / self.x_val.shape[0]).tolist())  # type: ignore[return-value]
+        loss, mse, kl = (sums / self.x_val.shape[0]).tolist()
+        return loss, mse, kl
 
     def _save(self, path: Path) -> None:
         state = {

@@ -308,6 +308,7 @@ def test_compare_ranks_a_distorted_sample_above_the_truth_baseline(rng: np.rando
         (lambda: chi2_ndf(np.r_[1.0, np.nan], np.ones(3)), "NaN or infinite"),
         (lambda: prior_art_chi2(np.ones(3), np.ones(3), bins=[1.0, 0.0]), "increasing edges"),
         (lambda: histogram_edges(np.ones(3), 0), "positive number of bins"),
+        (lambda: chi2_ndf(np.ones(3), np.ones(3), bins=50.0), "positive number of bins or increasing edges"),
         (
             lambda: frechet_distance(np.ones((5, 3)), np.ones((5, 4)), seed=0),
             "has 3 features but reference has 4",
