@@ -285,7 +285,7 @@ def _pickled(what: str) -> BundleError:
     )
 
 
-def _load_model(saved: SavedState, n_features: int, settings: Any) -> Any:
+def _load_model(saved: SavedState, n_features: int, settings: ModelSettings) -> BetaVAE:
     """The β-VAE of ``settings`` with the weights of ``saved``, each checked before torch sees it.
 
     The expected shapes come from the model built on torch's meta device, which allocates

@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit
 
 from eventgen.errors import InputError
-from eventgen.schema import Schema
+from eventgen.schema import ColumnKind, Schema
 from eventgen.validate import SavedState
 
 _STATE_KEYS = ("families", "pt_min", "eta_cols", "eta_max", "count_cols", "count_max")
@@ -123,7 +123,11 @@ class PhysicsCleanup:
         named = saved.matching("families", "str", families, f"the object families of schema {schema.name!r}")
         pt_min = saved.array("pt_min", "float", named.shape, low=0.0, sized_by="one per family")
         thresholds = {}
-        for kind, high, low in (("eta", "eta_max", 0.0), ("count", "count_max", None)):
+        kinds: tuple[tuple[ColumnKind, str, float | None], ...] = (
+            ("eta", "eta_max", 0.0),
+            ("count", "count_max", None),
+        )
+        for kind, high, low in kinds:
             cols = saved.matching(
                 f"{kind}_cols",
                 "int",

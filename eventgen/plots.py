@@ -44,6 +44,7 @@ from eventgen.schema import Column, Schema
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.ticker import Locator
 
     from eventgen.io import EventTable
 
@@ -385,7 +386,7 @@ def auc_memorisation_figure(results: Sequence[tuple[str, dict[str, Any]]]) -> Fi
         ax.set_ylim(min(0.45, *[y - 0.02 for y in ys]), 1.02)
         ax.set_xlabel("memorisation ratio (0 = copies, 1 = fresh)")
         ax.set_ylabel("classifier AUC (0.5 = indistinguishable)")
-        hint = {"ha": "left", "fontsize": 15, "color": "0.35", "style": "italic"}
+        hint: dict[str, Any] = {"ha": "left", "fontsize": 15, "color": "0.35", "style": "italic"}
         ax.text(0.0, 0.465, "← copies training events", va="bottom", **hint)
         ax.text(0.0, 1.005, "↑ separable from the simulation", va="top", **hint)
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=17, borderaxespad=0)
@@ -427,7 +428,7 @@ def _header(ax: Axes, text: str, right: str = "") -> None:
         ax.text(1, 1.012, right, transform=ax.transAxes, fontsize=17, ha="right", va="bottom")
 
 
-def _null_locator() -> Any:
+def _null_locator() -> Locator:
     from matplotlib.ticker import NullLocator
 
     return NullLocator()

@@ -24,6 +24,7 @@ import platform
 import shlex
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,8 +78,9 @@ def write_report(
     plots: list[Plot] = []
     if generated is not None and reference is not None:
         plots = write_plots(out, generated, reference, [("eventgen", result), *extra])
-    _write(out / "report.md", markdown(result, title, extra, prov, plots))
-    _write(out / "report.html", to_html(result, title, extra, prov, plots, out))
+    content = ReportContent(result, title, extra, prov, plots)
+    _write(out / "report.md", markdown(content))
+    _write(out / "report.html", to_html(content, out))
     return out / "report.md"
 
 
@@ -233,14 +235,21 @@ def provenance_rows(prov: dict[str, Any]) -> list[tuple[str, list[str]]]:
 # ----------------------------------------------------------------------------- markdown
 
 
-def markdown(
-    result: dict[str, Any],
-    title: str,
-    extra: Sequence[tuple[str, dict[str, Any]]],
-    prov: dict[str, Any],
-    plots: Sequence[Plot] = (),
-) -> str:
+@dataclass(frozen=True)
+class ReportContent:
+    """What both reports show: an evaluation ``result`` under ``title``, the ``(label, result)`` of
+    the baselines (``extra``), the provenance record and the figures written for it."""
+
+    result: dict[str, Any]
+    title: str
+    extra: Sequence[tuple[str, dict[str, Any]]]
+    provenance: dict[str, Any]
+    plots: Sequence[Plot] = ()
+
+
+def markdown(content: ReportContent) -> str:
     """``report.md``: the headline table first (``eventgen run`` prints it), then the details."""
+    result, title, extra, prov, plots = _fields(content)
     lines = [f"# {title}", "", _lead(result), ""]
     lines += _md_table(*headline_table(result, extra))
     g, t = result["generated"], result["truth"]
@@ -266,6 +275,12 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
+def _fields(
+    content: ReportContent,
+) -> tuple[dict[str, Any], str, Sequence[tuple[str, dict[str, Any]]], dict[str, Any], Sequence[Plot]]:
+    return content.result, content.title, content.extra, content.provenance, content.plots
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"] + [
         "| " + " | ".join(r) + " |" for r in rows
@@ -275,15 +290,9 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 # ----------------------------------------------------------------------------- html
 
 
-def to_html(
-    result: dict[str, Any],
-    title: str,
-    extra: Sequence[tuple[str, dict[str, Any]]],
-    prov: dict[str, Any],
-    plots: Sequence[Plot] = (),
-    out_dir: str | Path = ".",
-) -> str:
+def to_html(content: ReportContent, out_dir: str | Path = ".") -> str:
     """``report.html``: one self-contained page, the figures (files under ``out_dir``) embedded as base64 PNG."""
+    result, title, extra, prov, plots = _fields(content)
     out = Path(out_dir)
     by_group: dict[str, list[Plot]] = {}
     for p in plots:

@@ -132,7 +132,7 @@ class SavedState(Mapping[str, np.ndarray]):
         self, key: str, kind: ArrayKind, expected: Sequence[Any] | np.ndarray, what: str
     ) -> np.ndarray:
         """Array ``key``, which must equal ``expected`` (``what`` says where that comes from)."""
-        want = np.asarray(expected, dtype=_NATIVE[kind])
+        want: np.ndarray = np.asarray(expected, dtype=_NATIVE[kind])
         found = self.array(key, kind, want.shape, sized_by=what)
         if not np.array_equal(found, want):
             raise self.error(key, f"is {_brief(found)}, but {what} gives {_brief(want)}")
