@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"Simulate events with Pythia 8 + FastJet into a {describe_formats(writable=True)} file.",
     )
     p.add_argument(
-        "process", help="a process (ttbar, zll) or a YAML config such as configs/simulate-ttbar.yaml"
+        "process", help="a process (ttbar, zll, wjets) or a YAML config such as configs/simulate-ttbar.yaml"
     )
     p.add_argument("-n", "--events", type=int, help="number of events (default: the config's n_events)")
     p.add_argument("--seed", type=int, help="random seed (default: the config's seed)")

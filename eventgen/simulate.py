@@ -13,6 +13,10 @@ Two processes, after the prior art (arXiv:1901.00875):
   little, and Pythia's ``sigmaGen`` then is the cross-section *after* the veto.
 - ``zll``: e+e- -> Z/γ* -> ℓ+ℓ- (``WeakSingleBoson:ffbar2gmZ``, Z/γ* decaying to e/μ only)
   at 91.1876 GeV.
+- ``wjets``: pp -> W + jet at 13 TeV (``WeakBosonAndParton:qqbar2Wg`` and ``qg2Wq``, hard
+  pT > ``WJETS_PTHAT_MIN``), the W forced to e or μ plus a neutrino; further jets come from
+  the shower. Same objects and the same 28-column table as ``ttbar``, a second LHC process
+  with a different jet multiplicity and no top-quark resonances.
 
 Reconstruction, from the visible (Pythia ``isVisible``) final-state particles:
 
@@ -51,14 +55,19 @@ from eventgen.schema import BUILTIN_SCHEMAS, Schema
 
 logger = logging.getLogger(__name__)
 
-Process = Literal["ttbar", "zll"]
+Process = Literal["ttbar", "zll", "wjets"]
 JetAlgorithm = Literal["antikt", "kt", "cambridge"]
 PROCESSES: tuple[str, ...] = get_args(Process)
 JET_ALGORITHMS: tuple[str, ...] = get_args(JetAlgorithm)
-DEFAULT_ECM: dict[str, float] = {"ttbar": 13000.0, "zll": 91.1876}
+DEFAULT_ECM: dict[str, float] = {"ttbar": 13000.0, "zll": 91.1876, "wjets": 13000.0}
 # Events per shard: Pythia initialises once per shard (~0.35 s for ttbar, ~0.12 s for zll), so
-# shards are ~10x the init time; ttbar takes ~7 ms per event, zll ~0.1 ms.
-DEFAULT_SHARD_SIZE: dict[str, int] = {"ttbar": 500, "zll": 10_000}
+# shards are ~10x the init time; ttbar takes ~7 ms per event, wjets ~3 ms, zll ~0.1 ms.
+DEFAULT_SHARD_SIZE: dict[str, int] = {"ttbar": 500, "zll": 10_000, "wjets": 1000}
+# The table layout of each process: wjets has ttbar's objects, so it shares its schema.
+_SCHEMA_OF: dict[str, str] = {"ttbar": "ttbar", "zll": "zll", "wjets": "ttbar"}
+# Lower cut on the hard W + parton process's pT (GeV), a little above the jets' pT threshold:
+# below it the W + jet matrix element diverges and almost no event has a jet in acceptance.
+WJETS_PTHAT_MIN = 30.0
 PYTHIA_SEED_MAX = 900_000_000
 MB_TO_PB = 1e9
 _BATCH = 50  # events per nextBatch call: bounds the memory of the full event records
@@ -72,7 +81,7 @@ class SimulationSettings:
     """Physics settings of a simulation; the keys of ``configs/simulate-*.yaml``.
 
     ``ecm`` is the centre-of-mass energy in GeV (``None``: the process default, 13 TeV pp
-    for ``ttbar``, 91.1876 GeV e+e- for ``zll``). ``min_leptonic_w`` (0, 1 or 2) applies to
+    for ``ttbar`` and ``wjets``, 91.1876 GeV e+e- for ``zll``). ``min_leptonic_w`` (0, 1 or 2) applies to
     ``ttbar`` only. ``pythia`` holds extra Pythia ``readString`` lines, read after the
     built-in ones (so they may override them) and before the seed lines.
     """
@@ -141,7 +150,7 @@ def schema_for(process: Process) -> Schema:
     """The schema of the table that :func:`simulate` returns for ``process``."""
     if process not in PROCESSES:
         raise ConfigError(f"unknown process {process!r}; choose one of {list(PROCESSES)}")
-    return BUILTIN_SCHEMAS[process]
+    return BUILTIN_SCHEMAS[_SCHEMA_OF[process]]
 
 
 def pythia_seed(seed: int, shard_index: int) -> int:
@@ -160,6 +169,17 @@ def pythia_lines(settings: SimulationSettings) -> list[str]:
             f"Beams:eCM = {ecm!r}",
             "Top:gg2ttbar = on",
             "Top:qqbar2ttbar = on",
+        ]
+    elif settings.process == "wjets":
+        physics = [
+            "Beams:idA = 2212",
+            "Beams:idB = 2212",
+            f"Beams:eCM = {ecm!r}",
+            "WeakBosonAndParton:qqbar2Wg = on",
+            "WeakBosonAndParton:qg2Wq = on",
+            f"PhaseSpace:pTHatMin = {WJETS_PTHAT_MIN!r}",
+            "24:onMode = off",
+            "24:onIfAny = 11 13",
         ]
     else:
         physics = [

@@ -60,11 +60,13 @@ def test_for_process_fills_process_defaults() -> None:
     assert (ttbar.ecm, ttbar.min_leptonic_w) == (13000.0, 1)
     assert (zll.ecm, zll.min_leptonic_w) == (91.1876, 0)
     assert SimulationSettings(process="zll").ecm_gev == 91.1876
+    wjets = SimulationSettings.for_process("wjets")
+    assert (wjets.ecm, wjets.min_leptonic_w) == (13000.0, 0)
     with pytest.raises(ConfigError, match="unknown process"):
         SimulationSettings.for_process("higgs")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("process", ["ttbar", "zll"])
+@pytest.mark.parametrize("process", ["ttbar", "zll", "wjets"])
 def test_config_files_map_onto_settings(process: str) -> None:
     job = load_simulate_job(str(CONFIGS / f"simulate-{process}.yaml"), n_events=123, seed=None)
     assert job.settings == SimulationSettings.for_process(process)  # type: ignore[arg-type]
@@ -79,6 +81,7 @@ def test_unknown_config_key_names_valid_keys() -> None:
 def test_schema_for_and_seeds() -> None:
     assert schema_for("ttbar") is BUILTIN_SCHEMAS["ttbar"] and len(schema_for("ttbar")) == 28
     assert len(schema_for("zll")) == 9
+    assert schema_for("wjets") is BUILTIN_SCHEMAS["ttbar"]
     seeds = [pythia_seed(7, k) for k in range(100)]
     assert all(1 <= s <= PYTHIA_SEED_MAX for s in seeds)
     assert len(set(seeds)) == 100 and pythia_seed(7, 0) != pythia_seed(8, 0)
@@ -113,6 +116,12 @@ def zll() -> tuple[np.ndarray, dict[str, Any]]:
     return simulate(SimulationSettings.for_process("zll"), 400, seed=11, workers=1, shard_size=100)
 
 
+@pytest.fixture(scope="session")
+def wjets() -> tuple[np.ndarray, dict[str, Any]]:
+    pytest.importorskip("pythia8mc")
+    return simulate(SimulationSettings.for_process("wjets"), 200, seed=11, workers=1, shard_size=100)
+
+
 def _objects(events: np.ndarray, process: str) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
     """Per family ("j", "l"), in rank order: ``(present (n_events,), kin (n_events, 4) e/pt/eta/phi)``."""
     schema = schema_for(process)  # type: ignore[arg-type]
@@ -125,10 +134,10 @@ def _objects(events: np.ndarray, process: str) -> dict[str, list[tuple[np.ndarra
 
 
 @pytest.mark.pythia
-@pytest.mark.parametrize("sample", ["ttbar", "zll"])
+@pytest.mark.parametrize("sample", ["ttbar", "zll", "wjets"])
 def test_shape_dtype_and_provenance(sample: str, request: pytest.FixtureRequest) -> None:
     events, prov = request.getfixturevalue(sample)
-    n = 200 if sample == "ttbar" else 400
+    n = 400 if sample == "zll" else 200
     assert events.shape == (n, len(schema_for(sample))) and events.dtype == np.float32  # type: ignore[arg-type]
     assert np.isfinite(events).all()
     assert prov["n_events"] == n and prov["seed"] == 11 and prov["settings"]["process"] == sample
@@ -163,7 +172,7 @@ def test_different_seeds_differ(zll: tuple[np.ndarray, dict[str, Any]]) -> None:
 
 
 @pytest.mark.pythia
-@pytest.mark.parametrize("sample", ["ttbar", "zll"])
+@pytest.mark.parametrize("sample", ["ttbar", "zll", "wjets"])
 def test_objects_are_physical_and_zero_filled(sample: str, request: pytest.FixtureRequest) -> None:
     events, _ = request.getfixturevalue(sample)
     for family, objects in _objects(events, sample).items():
@@ -188,6 +197,22 @@ def test_ttbar_statistics(ttbar: tuple[np.ndarray, dict[str, Any]]) -> None:
     assert 3.0 < n_jets.mean() < 6.0
     assert (events[:, names.index("met")] > 0).all()
     assert 100 < prov["cross_section"]["pb"] < 400  # LO 13 TeV ttbar (~500 pb) x P(>= 1 W -> e/mu nu) ~ 0.38
+
+
+@pytest.mark.pythia
+def test_wjets_statistics(wjets: tuple[np.ndarray, dict[str, Any]]) -> None:
+    events, prov = wjets
+    names = schema_for("wjets").names
+    n_jets, n_leptons = events[:, names.index("n_jets")], events[:, names.index("n_leptons")]
+    assert 0.5 < (n_leptons == 1).mean() and (n_leptons == 2).mean() < 0.1  # one W -> e/mu nu
+    assert 0.8 < n_jets.mean() < 2.5 and (n_jets >= 1).mean() > 0.6  # W + 1 parton, pTHat > 30 GeV
+    one = n_leptons >= 1  # the lepton + MET transverse mass has its Jacobian peak below m_W
+    met, met_phi, pt, phi = (
+        events[one, names.index(n)].astype(np.float64) for n in ("met", "met_phi", "l1_pt", "l1_phi")
+    )
+    mt = np.sqrt(2 * met * pt * (1 - np.cos(phi - met_phi)))
+    assert 50 < np.median(mt) < 85 and (mt < 100).mean() > 0.85
+    assert 1000 < prov["cross_section"]["pb"] < 20000  # LO W(-> e/mu nu) + jet, pTHat > 30 GeV
 
 
 @pytest.mark.pythia
