@@ -202,6 +202,12 @@ class GenerateOptions:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"the batch size must be at least 1, found {self.batch_size}")
+        if self.seed < 0:
+            raise ConfigError(f"the seed must be a non-negative integer, found {self.seed}")
+        if self.shard_size is not None and self.shard_size < 1:
+            raise ConfigError(f"the shard size must be at least 1, found {self.shard_size}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"the number of threads must be at least 1, found {self.threads}")
 
     def sharded(self, output: Path) -> bool:
         """Whether ``output`` is a dataset directory of shards rather than one file."""

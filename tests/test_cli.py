@@ -267,3 +267,21 @@ def test_explore_writes_plots(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     assert main(["explore", str(DATA / "bundle"), "-o", str(tmp_path / "plots"), "-q"]) == 0
     assert sorted(p.suffix for p in (tmp_path / "plots").iterdir()) == [".png", ".png"]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--threads", "0"], "the number of threads must be at least 1, found 0"),
+        (["--threads", "-1"], "the number of threads must be at least 1, found -1"),
+        (["--shard-size", "0"], "the shard size must be at least 1, found 0"),
+        (["--seed", "-1"], "the seed must be a non-negative integer, found -1"),
+    ],
+)
+def test_generate_refuses_out_of_range_options(tmp_path: Path, option: list[str], message: str) -> None:
+    result = run_cli(
+        "generate", str(DATA / "bundle"), "-n", "100", "-o", str(tmp_path / "g.parquet"), *option
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"eventgen generate: error: {message}"]
+    assert list(tmp_path.iterdir()) == []
