@@ -28,7 +28,7 @@ from typing import Any
 
 from eventgen.bundle import Bundle
 from eventgen.distributed import DaskExecutor, cluster_client
-from eventgen.generate import available_cores, generate
+from eventgen.generation import available_cores, generate
 
 
 def timed(func: Callable[[], Any]) -> float:

@@ -24,8 +24,8 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 
 from eventgen.decode import EventDecoder
-from eventgen.fit import BufferSettings, fit
-from eventgen.generate import EventSource
+from eventgen.fitting import BufferSettings, fit
+from eventgen.generation import EventSource
 from eventgen.io import read_events
 from eventgen.jobs import load_fit_job
 from eventgen.latent import encode

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from eventgen.bundle import Bundle
-from eventgen.generate import EventSource, available_cores, configure_threads
+from eventgen.generation import EventSource, available_cores, configure_threads
 from eventgen.io import EventWriter
 
 ROOT = Path(__file__).resolve().parents[1]

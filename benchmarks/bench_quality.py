@@ -22,8 +22,8 @@ from pathlib import Path
 
 from eventgen.baselines import BASELINES, baseline_events
 from eventgen.bundle import Bundle
-from eventgen.evaluate import evaluate
-from eventgen.generate import EventSource
+from eventgen.evaluation import evaluate
+from eventgen.generation import EventSource
 from eventgen.io import EventTable, read_events, sample_events
 
 

@@ -1,4 +1,4 @@
-"""Benchmark of eventgen.simulate: events/s on one worker and on all cores, per-core speed,
+"""Benchmark of eventgen.simulation: events/s on one worker and on all cores, per-core speed,
 Pythia init time, peak memory and, for ttbar, the physics statistics of the sample.
 
 Usage: ``python benchmarks/bench_simulate.py --events 2000 --zll-events 40000 --workers 2
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from eventgen.simulate import SimulationSettings, schema_for, simulate
+from eventgen.simulation import SimulationSettings, schema_for, simulate
 
 
 def _peak_rss_mib(worker_peak: float) -> dict[str, float]:

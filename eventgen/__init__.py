@@ -23,15 +23,15 @@ _PUBLIC = {
     "EventWriter": "eventgen.io",
     "read_events": "eventgen.io",
     "write_events": "eventgen.io",
-    "simulate": "eventgen.simulate",
-    "SimulationSettings": "eventgen.simulate",
-    "fit": "eventgen.fit",
+    "simulate": "eventgen.simulation",
+    "SimulationSettings": "eventgen.simulation",
+    "fit": "eventgen.fitting",
     "Bundle": "eventgen.bundle",
     "DensityBuffer": "eventgen.buffer",
-    "generate": "eventgen.generate",
-    "GenerateOptions": "eventgen.generate",
+    "generate": "eventgen.generation",
+    "GenerateOptions": "eventgen.generation",
     "SamplingSettings": "eventgen.sampling",
-    "evaluate": "eventgen.evaluate",
+    "evaluate": "eventgen.evaluation",
 }
 
 __all__ = sorted(_PUBLIC)

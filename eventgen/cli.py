@@ -223,7 +223,7 @@ def _fit_config(p: argparse.ArgumentParser) -> None:
 def _simulate(args: argparse.Namespace) -> None:
     from eventgen.io import EventWriter, check_output
     from eventgen.jobs import load_simulate_job
-    from eventgen.simulate import schema_for, simulate
+    from eventgen.simulation import schema_for, simulate
 
     job = load_simulate_job(args.process, n_events=args.events, seed=args.seed, output=args.output)
     check_output(job.output, args.overwrite)
@@ -302,7 +302,7 @@ def _fit(args: argparse.Namespace) -> None:
 @command("generate")
 def _generate(args: argparse.Namespace) -> None:
     from eventgen.bundle import Bundle
-    from eventgen.generate import GenerateOptions, generate
+    from eventgen.generation import GenerateOptions, generate
 
     sampling = {"mode": args.mode, "alpha": args.alpha, "gamma": args.gamma, "selection": args.selection}
     options = GenerateOptions(
@@ -339,7 +339,7 @@ def _generate(args: argparse.Namespace) -> None:
 
 @command("evaluate")
 def _evaluate(args: argparse.Namespace) -> None:
-    from eventgen.evaluate import evaluate
+    from eventgen.evaluation import evaluate
     from eventgen.io import sample_events
     from eventgen.report import collect_provenance, write_report
 

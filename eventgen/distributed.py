@@ -1,6 +1,6 @@
 """Distributed execution: sharded runs on a Dask cluster, through a ``concurrent.futures`` executor.
 
-:func:`eventgen.generate.generate` and :func:`eventgen.simulate.simulate` run their shards on
+:func:`eventgen.generation.generate` and :func:`eventgen.simulation.simulate` run their shards on
 any :class:`concurrent.futures.Executor`; this module supplies the Dask one. A
 :class:`DaskExecutor` runs on a ``distributed.LocalCluster`` of worker processes (default), on a
 running scheduler (``scheduler="tcp://host:8786"``) or on a given client's cluster, and starts
@@ -93,7 +93,7 @@ def cluster_client(
             log.info("Dask scheduler %s, dashboard %s", scheduler, client.dashboard_link)
             yield client
         return
-    from eventgen.generate import available_cores
+    from eventgen.generation import available_cores
 
     n_workers = workers or max(1, available_cores() // threads_per_worker)
     t0 = time.perf_counter()

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from eventgen.config import from_mapping, load_yaml
 from eventgen.errors import ConfigError
 from eventgen.preprocess import PREPROCESS_METHODS, PreprocessMethod
-from eventgen.simulate import PROCESSES, SimulationSettings  # no Pythia until a simulation runs
+from eventgen.simulation import PROCESSES, SimulationSettings  # no Pythia until a simulation runs
 
 if TYPE_CHECKING:
     from eventgen.bundle import Bundle
-    from eventgen.fit import BufferSettings
+    from eventgen.fitting import BufferSettings
     from eventgen.io import EventTable
     from eventgen.model import ModelSettings
     from eventgen.train import TrainSettings
@@ -49,7 +49,7 @@ def load_simulate_job(process_or_config: str, **overrides: Any) -> SimulateJob:
     """A simulate job from a process name (built-in defaults) or a YAML config file.
 
     The config holds ``n_events``, ``seed``, ``output`` and any field of
-    :class:`eventgen.simulate.SimulationSettings`; ``overrides`` that are not None win.
+    :class:`eventgen.simulation.SimulationSettings`; ``overrides`` that are not None win.
     """
     if process_or_config.endswith((".yaml", ".yml")):
         data = load_yaml(process_or_config)
@@ -84,7 +84,7 @@ class FitJob:
     buffer: BufferSettings | None = None
 
     def fit_arguments(self) -> FitArguments:
-        """The settings of this job as keyword arguments of :func:`eventgen.fit.fit`."""
+        """The settings of this job as keyword arguments of :func:`eventgen.fitting.fit`."""
         return FitArguments(
             preprocess=self.preprocess,
             model_settings=self.model,
@@ -95,7 +95,7 @@ class FitJob:
 
 
 class FitArguments(TypedDict):
-    """What a :class:`FitJob` sets of :func:`eventgen.fit.fit` (and :func:`eventgen.latent.beta_scan`)."""
+    """What a :class:`FitJob` sets of :func:`eventgen.fitting.fit` (and :func:`eventgen.latent.beta_scan`)."""
 
     preprocess: PreprocessMethod
     model_settings: ModelSettings | None
@@ -109,7 +109,7 @@ def load_fit_job(config: str, **overrides: Any) -> FitJob:
 
     The config's sections ``model``, ``train`` and ``buffer`` map onto
     :class:`~eventgen.model.ModelSettings`, :class:`~eventgen.train.TrainSettings` and
-    :class:`~eventgen.fit.BufferSettings` (the sampling settings and the buffer weights).
+    :class:`~eventgen.fitting.BufferSettings` (the sampling settings and the buffer weights).
     """
     where = Path(config).name
     job = fit_job_from_mapping(load_yaml(config), where, **overrides)
@@ -120,7 +120,7 @@ def load_fit_job(config: str, **overrides: Any) -> FitJob:
 
 def fit_job_from_mapping(config: dict[str, Any], where: str, **overrides: Any) -> FitJob:
     """A :class:`FitJob` from a config mapping (a fit config file or the ``fit`` section of a run)."""
-    from eventgen.fit import BufferSettings
+    from eventgen.fitting import BufferSettings
     from eventgen.model import ModelSettings
     from eventgen.train import TrainSettings
 
@@ -169,7 +169,7 @@ def fit_and_save(
     Training checkpoints go to ``checkpoint_dir``, so that an interrupted fit of the same run
     resumes; the directory is removed once the bundle is saved.
     """
-    from eventgen.fit import fit
+    from eventgen.fitting import fit
 
     checkpoint_dir.mkdir(exist_ok=True)
     bundle = fit(

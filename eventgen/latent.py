@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from sklearn.decomposition import PCA
 
     from eventgen.bundle import Bundle
-    from eventgen.fit import BufferSettings
+    from eventgen.fitting import BufferSettings
     from eventgen.model import ModelSettings
     from eventgen.preprocess import PreprocessMethod
     from eventgen.train import TrainSettings
@@ -346,8 +346,8 @@ def beta_scan(
     """
     import time
 
-    from eventgen.fit import fit
-    from eventgen.generate import EventSource
+    from eventgen.fitting import fit
+    from eventgen.generation import EventSource
     from eventgen.metrics import classifier_auc, wasserstein
     from eventgen.model import ModelSettings
 

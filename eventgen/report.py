@@ -1,6 +1,6 @@
 """The evaluation report: ``metrics.json``, ``report.md`` and a self-contained ``report.html``.
 
-:mod:`eventgen.evaluate` computes, this module renders. Every number stands next to its
+:mod:`eventgen.evaluation` computes, this module renders. Every number stands next to its
 truth-vs-truth value (two independent halves of the held-out simulation), the scale it must be
 read against. The headline table also lists the baselines evaluated on the same reference.
 
@@ -63,7 +63,7 @@ def write_report(
 ) -> Path:
     """Write ``metrics.json``, ``report.md``, ``report.html`` and the figures into ``out_dir``; returns ``report.md``.
 
-    ``result`` is an :func:`eventgen.evaluate.evaluate` result; ``extra_rows`` adds columns to the
+    ``result`` is an :func:`eventgen.evaluation.evaluate` result; ``extra_rows`` adds columns to the
     headline table: ``(label, evaluate-result)`` of other generators (baselines) evaluated on the
     same reference. Figures need ``generated`` and ``reference`` (and the ``plots`` extra).
     ``provenance`` is a :func:`collect_provenance` record (default: one of ``generated`` alone).
@@ -136,7 +136,7 @@ def headline_table(
     result: dict[str, Any], extra: Sequence[tuple[str, dict[str, Any]]]
 ) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the headline table: metric, eventgen, each baseline, truth vs truth."""
-    from eventgen.evaluate import headline
+    from eventgen.evaluation import headline
 
     header = ["metric", "eventgen", *[label for label, _ in extra], "truth vs truth"]
     others = [{name: value for name, value, _ in headline(r)} for _, r in extra]

@@ -32,7 +32,7 @@ from eventgen.sampling import FIELDS as SAMPLING_FIELDS
 from eventgen.sampling import SamplingSettings
 
 if TYPE_CHECKING:
-    from eventgen.fit import BufferSettings
+    from eventgen.fitting import BufferSettings
     from eventgen.jobs import FitJob
 
 log = logging.getLogger(__name__)
@@ -97,9 +97,9 @@ def load_run_job(path: str) -> RunJob:
 
     Every section is validated here, before any stage runs; the fast checks come first.
     """
-    from eventgen.fit import BufferSettings
+    from eventgen.fitting import BufferSettings
     from eventgen.jobs import fit_job_from_mapping
-    from eventgen.simulate import PROCESSES, SimulationSettings
+    from eventgen.simulation import PROCESSES, SimulationSettings
 
     data = load_yaml(path)
     where = Path(path).name
@@ -188,7 +188,7 @@ def run(
 def _simulate(job: RunJob, work: Path, progress: bool, workers: int | None) -> None:
     from eventgen.io import write_events
     from eventgen.jobs import load_simulate_job
-    from eventgen.simulate import schema_for, simulate
+    from eventgen.simulation import schema_for, simulate
 
     sim = job.simulate
     settings = load_simulate_job(sim.settings.get("process", "ttbar")).settings
@@ -220,7 +220,7 @@ def _fit(job: RunJob, work: Path, progress: bool, key: str) -> None:
 
 def _generate(job: RunJob, work: Path, progress: bool) -> None:
     from eventgen.bundle import Bundle
-    from eventgen.generate import generate
+    from eventgen.generation import generate
 
     g = job.generate
     result = generate(
@@ -238,8 +238,8 @@ def _generate(job: RunJob, work: Path, progress: bool) -> None:
 def _evaluate(job: RunJob, work: Path, command: list[str] | None) -> None:
     from eventgen.baselines import baseline_events
     from eventgen.bundle import Bundle
-    from eventgen.evaluate import evaluate
-    from eventgen.generate import generate
+    from eventgen.evaluation import evaluate
+    from eventgen.generation import generate
     from eventgen.io import read_events, sample_events, write_events
     from eventgen.report import collect_provenance, write_report
 

@@ -7,7 +7,7 @@ the global torch RNG is left untouched) and resumable: with a ``checkpoint_dir``
 everything needed to continue after every epoch, and a resumed run ends with the same
 weights as an uninterrupted one.
 
-:func:`check_trainable` is the check :func:`eventgen.fit.fit` runs on the raw events before
+:func:`check_trainable` is the check :func:`eventgen.fitting.fit` runs on the raw events before
 preprocessing. NaN and inf are refused earlier, once, where events enter eventgen
 (:mod:`eventgen.io`); training takes its input as it is and looks for a non-finite value
 only when the loss is not finite, to say where it is.

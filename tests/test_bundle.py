@@ -12,7 +12,7 @@ import torch
 
 from eventgen.bundle import Bundle, describe_bundle, read_bundle_metadata
 from eventgen.errors import BundleError, ConfigError, OutputError
-from eventgen.fit import BufferSettings, fit
+from eventgen.fitting import BufferSettings, fit
 from eventgen.io import read_events
 from eventgen.model import ModelSettings
 from eventgen.sampling import SamplingSettings

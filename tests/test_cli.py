@@ -199,7 +199,7 @@ def test_fit_and_info_on_the_committed_sample(tmp_path: Path) -> None:
 
 
 def test_distributed_flags_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
-    from eventgen.fit import fit
+    from eventgen.fitting import fit
     from eventgen.model import ModelSettings
     from eventgen.train import TrainSettings
 
@@ -223,7 +223,7 @@ def test_distributed_flags_errors(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_toolkit_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from eventgen.fit import fit
+    from eventgen.fitting import fit
     from eventgen.model import ModelSettings
     from eventgen.train import TrainSettings
 

@@ -23,8 +23,8 @@ from eventgen.cli import main  # noqa: E402
 from eventgen.dataset import MANIFEST  # noqa: E402
 from eventgen.distributed import DaskExecutor, cluster_client  # noqa: E402
 from eventgen.errors import ConfigError  # noqa: E402
-from eventgen.fit import fit  # noqa: E402
-from eventgen.generate import generate  # noqa: E402
+from eventgen.fitting import fit  # noqa: E402
+from eventgen.generation import generate  # noqa: E402
 from eventgen.io import read_events  # noqa: E402
 from eventgen.model import ModelSettings  # noqa: E402
 from eventgen.train import TrainSettings  # noqa: E402
@@ -177,7 +177,7 @@ def test_dataset_reads_with_arrow_dask_and_pandas(
 @pytest.mark.pythia
 def test_simulate_same_as_one_process(client: distributed.Client) -> None:
     pytest.importorskip("pythia8mc")
-    from eventgen.simulate import SimulationSettings, simulate
+    from eventgen.simulation import SimulationSettings, simulate
 
     settings = SimulationSettings.for_process("zll")
     events, provenance = simulate(settings, 300, seed=4, shard_size=100, executor=DaskExecutor(client))
@@ -235,7 +235,7 @@ def test_unreachable_scheduler_is_a_one_line_error(
 @pytest.mark.pythia
 def test_cli_simulate_runs_on_dask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("pythia8mc")
-    from eventgen.simulate import SimulationSettings, simulate
+    from eventgen.simulation import SimulationSettings, simulate
 
     made: list[dict[str, object]] = []
     submitted: list[object] = []

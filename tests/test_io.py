@@ -266,7 +266,7 @@ def test_event_table_checks_events_from_python(events: np.ndarray) -> None:
 
 
 def test_events_are_checked_once_on_their_way_into_training(tmp_path, monkeypatch) -> None:
-    from eventgen.fit import fit
+    from eventgen.fitting import fit
     from eventgen.model import ModelSettings
     from eventgen.train import TrainSettings
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from eventgen.bundle import Bundle
-from eventgen.generate import generate
+from eventgen.generation import generate
 from eventgen.io import read_events
 
 DATA = Path(__file__).parent / "data"

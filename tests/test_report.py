@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eventgen.evaluate import evaluate
+from eventgen.evaluation import evaluate
 from eventgen.io import EventTable, read_events
 from eventgen.report import collect_provenance, format_value, quantity_table, write_report
 from eventgen.schema import Schema
@@ -105,7 +105,7 @@ def test_provenance_in_every_file(report_dir: Path) -> None:
 
 def test_sampling_settings_come_from_the_generated_file(tmp_path: Path) -> None:
     from eventgen.bundle import Bundle
-    from eventgen.generate import EventSource
+    from eventgen.generation import EventSource
     from eventgen.io import write_events
 
     bundle = Bundle.load(Path(__file__).parent / "data" / "bundle")

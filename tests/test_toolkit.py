@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 from eventgen.anomaly import anomaly_scores, to_schema, write_scores
 from eventgen.bundle import Bundle
 from eventgen.errors import ConfigError, InputError, OutputError
-from eventgen.fit import fit
+from eventgen.fitting import fit
 from eventgen.io import EventTable, read_events, write_events
 from eventgen.latent import (
     LATENT_FORMAT,
@@ -259,7 +259,7 @@ def test_plots_without_matplotlib_say_what_to_install(
 def test_beta_scan_latent_variance_grows_with_beta(
     table: EventTable, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import eventgen.fit
+    import eventgen.fitting
 
     fitted: list[Bundle] = []
 
@@ -267,7 +267,7 @@ def test_beta_scan_latent_variance_grows_with_beta(
         fitted.append(fit(*args, **kwargs))
         return fitted[-1]
 
-    monkeypatch.setattr(eventgen.fit, "fit", fit_and_keep)
+    monkeypatch.setattr(eventgen.fitting, "fit", fit_and_keep)
     # a reference with every energy and pT ten times larger: no bundle fitted on table can match it
     far = table.data.copy()
     far[:, np.r_[table.schema.indices_of_kind("energy"), table.schema.indices_of_kind("pt")]] *= 10

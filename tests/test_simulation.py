@@ -1,4 +1,4 @@
-"""Tests of eventgen.simulate: settings validation, determinism and physics properties.
+"""Tests of eventgen.simulation: settings validation, determinism and physics properties.
 
 The settings tests need no Pythia; the others are marked ``pythia`` and skip without it.
 Samples are small (a few hundred events) so the module runs in well under a minute.
@@ -17,7 +17,7 @@ from eventgen.config import from_mapping
 from eventgen.errors import ConfigError
 from eventgen.jobs import load_simulate_job
 from eventgen.schema import BUILTIN_SCHEMAS
-from eventgen.simulate import (
+from eventgen.simulation import (
     PYTHIA_SEED_MAX,
     SimulationSettings,
     pythia_seed,

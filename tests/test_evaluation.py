@@ -11,8 +11,8 @@ import pytest
 
 from eventgen.baselines import baseline_events
 from eventgen.errors import ConfigError, InputError
-from eventgen.evaluate import evaluate, headline
-from eventgen.fit import fit
+from eventgen.evaluation import evaluate, headline
+from eventgen.fitting import fit
 from eventgen.io import EventTable, read_events, sample_events, write_events
 from eventgen.metrics import physicality
 from eventgen.model import ModelSettings

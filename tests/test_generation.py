@@ -20,8 +20,8 @@ import pytest
 from eventgen.bundle import Bundle
 from eventgen.dataset import MANIFEST
 from eventgen.errors import BundleError, ConfigError, OutputError
-from eventgen.fit import BufferSettings, fit
-from eventgen.generate import GenerateOptions, SharedBundle, generate, shared_bundle
+from eventgen.fitting import BufferSettings, fit
+from eventgen.generation import GenerateOptions, SharedBundle, generate, shared_bundle
 from eventgen.io import read_events, read_metadata
 from eventgen.metrics import physicality
 from eventgen.model import ModelSettings
