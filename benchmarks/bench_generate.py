@@ -4,10 +4,11 @@ In one run, on one bundle:
 
 - each stage alone: sampling the buffer, decoding (the fused decoder with the inverse
   preprocessing, on the same worker threads as a real run), the physics clean-up, and
-  writing a ready array to zstd Parquet and to HDF5;
+  writing a ready array to zstd Parquet, to HDF5 and to a zstd ROOT TTree (through uproot,
+  at three basket sizes: events per ``extend``, one basket per branch each);
 - the prior art's sampling, a Python loop calling ``np.random.normal`` per event;
-- end to end, ``eventgen generate`` in a fresh process to one Parquet file and to one HDF5
-  file, with the process's peak resident memory.
+- end to end, ``eventgen generate`` in a fresh process to one Parquet file, one HDF5 file
+  and one ROOT file, with the process's peak resident memory.
 
     eventgen simulate ttbar -n 20000 --seed 1 -o train.parquet
     eventgen fit configs/deepevents.yaml --data train.parquet -o bundle
@@ -35,6 +36,8 @@ from eventgen.generation import EventSource, available_cores, configure_threads
 from eventgen.io import EventWriter
 
 ROOT = Path(__file__).resolve().parents[1]
+ROW_GROUP = 131_072  # EventWriter's default: Parquet row group, ROOT basket (events per branch)
+ROOT_BASKETS = (32_768, ROW_GROUP, 524_288)
 
 
 def rate(n: int, func) -> float:
@@ -111,10 +114,13 @@ def main() -> None:
 
     stages["cleanup"] = rate(n, clean)
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
-        for name, suffix in (("writing_parquet_zstd", "parquet"), ("writing_hdf5", "h5")):
+        writes = [("writing_parquet_zstd", "parquet", ROW_GROUP), ("writing_hdf5", "h5", ROW_GROUP)]
+        writes += [(f"writing_root_zstd_basket_{size}", "root", size) for size in ROOT_BASKETS]
+        for name, suffix, size in writes:
 
-            def write(suffix: str = suffix) -> None:
-                with EventWriter(Path(tmp) / f"w.{suffix}", bundle.schema, overwrite=True) as writer:
+            def write(suffix: str = suffix, size: int = size) -> None:
+                path = Path(tmp) / f"w.{suffix}"
+                with EventWriter(path, bundle.schema, overwrite=True, row_group_size=size) as writer:
                     for a, b in spans:
                         writer.write(events[a:b])
 
@@ -132,6 +138,7 @@ def main() -> None:
         e2e = {
             "parquet_zstd": end_to_end(args.bundle, args.events, Path(tmp) / "e.parquet", []),
             "hdf5": end_to_end(args.bundle, args.events, Path(tmp) / "e.h5", []),
+            "root_zstd": end_to_end(args.bundle, args.events, Path(tmp) / "e.root", []),
         }
         if args.memory_events:
             e2e["parquet_zstd_long"] = end_to_end(

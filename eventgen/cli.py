@@ -118,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: from the output's suffix, else parquet",
     )
     p.add_argument(
-        "--compression", default="zstd", help="parquet: zstd (default), snappy, none; hdf5: none or gzip"
+        "--compression",
+        default="zstd",
+        help="parquet: zstd (default), snappy, none; hdf5: none or gzip; root: zstd, lz4, zlib, lzma, none",
     )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="threads for decoding and sampling (default: all cores)")

@@ -13,10 +13,14 @@ Layout on disk, readable without eventgen:
   ``{"schema": ..., "provenance": ...}``.
 - HDF5: group ``/events`` with one chunked, resizable 1-D float32 dataset per column,
   in schema order; the group's attributes ``eventgen`` (same JSON) and ``columns``.
+- ROOT (through uproot, the ``root`` extra): a TTree ``Events`` with one float32 branch per
+  column, named as the schema's columns and nothing else, and the same JSON as the TObjString
+  ``eventgen_metadata`` beside it. Other ROOT files are read from their tree ``Events`` (else
+  their only TTree) when its branches hold one number per event.
 - CSV (import only): a header line naming the columns, or no header and exactly the
   schema's columns in order (as the prior art's ``ttb.csv``).
 
-Formats import their libraries (pyarrow, h5py) only when a file is read or written.
+Formats import their libraries (pyarrow, h5py, uproot) only when a file is read or written.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 
-from eventgen.errors import ConfigError, InputError, OutputError
+from eventgen.errors import ConfigError, EventgenError, InputError, OutputError
 
 if TYPE_CHECKING:
     import h5py
@@ -38,6 +42,8 @@ if TYPE_CHECKING:
 
 METADATA_KEY = "eventgen"
 HDF5_GROUP = "events"
+ROOT_TREE = "Events"
+ROOT_METADATA = "eventgen_metadata"
 
 
 class FormatWriter(Protocol):
@@ -73,6 +79,10 @@ class EventFormat(ABC):
     def writable(self) -> bool:
         """Whether eventgen writes this format (it implements :meth:`writer`)."""
         return type(self).writer is not EventFormat.writer
+
+    def require(self) -> None:
+        """Raise OutputError naming what to install when a library this format writes with is missing."""
+        return None
 
     @abstractmethod
     def columns(self, path: Path) -> list[str]:
@@ -141,6 +151,7 @@ def writer_format(name: str) -> EventFormat:
     fmt = FORMATS.get(name)
     if fmt is None or not fmt.writable:
         raise ConfigError(f"unknown format {name!r}; use {_either(format_names(writable=True))}")
+    fmt.require()
     return fmt
 
 
@@ -168,6 +179,7 @@ def output_format(path: str | Path, name: str | None = None) -> EventFormat:
             f"eventgen writes {describe_formats(writable=True)}, not {fmt.label}; "
             f"use a {describe_suffixes(writable=True)} name"
         )
+    fmt.require()
     return fmt
 
 
@@ -387,6 +399,134 @@ class _HDF5Writer(_FileWriter):
             ds.resize((n1,))
             ds.write_direct(columns[j], dest_sel=np.s_[n0:n1])
         self._n = n1
+
+
+# ----------------------------------------------------------------------------- ROOT
+
+
+@register
+class ROOT(EventFormat):
+    """ROOT files through uproot: a flat TTree and the metadata as a TObjString beside it.
+
+    Reads the tree :data:`ROOT_TREE` (else a file's only TTree) with one number per event in
+    every branch it reads; jagged branches (objects per event) are refused.
+    """
+
+    name = "root"
+    label = "ROOT"
+    suffixes = (".root",)
+    compressions: ClassVar[tuple[str, ...]] = ("zstd", "lz4", "zlib", "lzma", "none")
+
+    def require(self) -> None:
+        _uproot(OutputError, "writing")
+
+    def columns(self, path: Path) -> list[str]:
+        with _uproot(InputError, "reading").open(path) as f:
+            return [str(name) for name in _tree(f, path).keys(recursive=False)]
+
+    def metadata(self, path: Path) -> str | bytes | None:
+        with _uproot(InputError, "reading").open(path) as f:
+            return str(f[ROOT_METADATA]) if ROOT_METADATA in f else None
+
+    def count(self, path: Path) -> int:
+        with _uproot(InputError, "reading").open(path) as f:
+            return int(_tree(f, path).num_entries)
+
+    def chunks(self, path: Path, columns: list[str], chunk_size: int) -> Iterator[np.ndarray]:
+        uproot = _uproot(InputError, "reading")
+        with uproot.open(path) as f:
+            tree = _tree(f, path)
+            for name in columns:
+                interpretation = tree[name].interpretation
+                if not isinstance(interpretation, uproot.AsDtype) or interpretation.inner_shape:
+                    raise InputError(
+                        f"branch {name!r} of ROOT file {str(path)!r} does not hold one number per event "
+                        f"({interpretation}); eventgen reads flat trees, one number per event in each branch"
+                    )
+            if not tree.num_entries:
+                return
+            for arrays in tree.iterate(columns, step_size=chunk_size, library="np"):
+                yield _to_float32(np.column_stack([arrays[name] for name in columns]), path)
+
+    def writer(
+        self, path: Path, schema: Schema, metadata: str, compression: str | None, row_group_size: int
+    ) -> FormatWriter:
+        return _ROOTWriter(path, schema, metadata, compression, row_group_size)
+
+
+def _uproot(error: type[EventgenError], doing: str) -> Any:
+    """The uproot module, or ``error`` naming the extra that installs it."""
+    try:
+        import uproot
+    except ImportError:
+        raise error(
+            f"{doing} ROOT files needs uproot; install it with pip install 'eventgen[root]'"
+        ) from None
+    return uproot
+
+
+def _tree(f: Any, path: Path) -> Any:
+    """The event tree of an open ROOT file: :data:`ROOT_TREE`, else the file's only TTree."""
+    if ROOT_TREE in f:
+        return f[ROOT_TREE]
+    trees = f.keys(filter_classname="TTree", cycle=False)
+    if len(trees) != 1:
+        raise InputError(
+            f"ROOT file {str(path)!r} has no TTree {ROOT_TREE!r} and {len(trees)} other TTrees "
+            f"({', '.join(trees) or 'none'}); name the event tree {ROOT_TREE!r}"
+        )
+    return f[trees[0]]
+
+
+class _ROOTWriter(_FileWriter):
+    """A TTree :data:`ROOT_TREE` of one float32 branch per column, named as the schema's columns.
+
+    Events are buffered and appended with one ``extend`` per ``row_group_size`` events, so each
+    branch gets one basket (one ROOT cluster) per ``row_group_size`` events and memory stays
+    bounded by one such block. ``compression``: zstd (level 1), lz4, zlib, lzma or None/"none";
+    the metadata is the TObjString :data:`ROOT_METADATA`.
+    """
+
+    def __init__(
+        self, path: Path, schema: Schema, metadata: str, compression: str | None, row_group_size: int
+    ) -> None:
+        uproot = _uproot(OutputError, "writing")
+        codecs = {
+            "zstd": uproot.ZSTD(1),
+            "lz4": uproot.LZ4(1),
+            "zlib": uproot.ZLIB(1),
+            "lzma": uproot.LZMA(1),
+        }
+        if compression not in (None, "none") and compression not in codecs:
+            raise OutputError(
+                f"ROOT files take compression {_either(list(ROOT.compressions))}, not {compression!r}"
+            )
+        self._file = uproot.recreate(path, compression=codecs.get(compression or "none"))
+        self._file[ROOT_METADATA] = metadata
+        self._names = schema.names
+        self._tree = self._file.mktree(
+            ROOT_TREE, {name: np.float32 for name in self._names}, title="eventgen"
+        )
+        self._row_group_size = row_group_size
+        self._pending: list[np.ndarray] = []
+        self._n_pending = 0
+
+    def write(self, columns: np.ndarray) -> None:
+        self._pending.append(columns)
+        self._n_pending += columns.shape[1]
+        if self._n_pending >= self._row_group_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        data = np.concatenate(self._pending, axis=1) if len(self._pending) > 1 else self._pending[0]
+        self._tree.extend({name: data[j] for j, name in enumerate(self._names)})
+        self._pending, self._n_pending = [], 0
+
+    def close(self) -> None:
+        self._flush()
+        super().close()
 
 
 # ----------------------------------------------------------------------------- CSV

@@ -229,17 +229,19 @@ def test_a_new_format_is_one_registered_class(tmp_path, events: np.ndarray, monk
     np.testing.assert_array_equal(
         np.sort(sample_events(tmp_path / "ds", 3000, seed=1).data, axis=0), np.sort(events, axis=0)
     )
-    with pytest.raises(InputError, match=r"use \.parquet, \.h5, \.csv or \.npz$"):
+    with pytest.raises(InputError, match=r"use \.parquet, \.h5, \.root, \.csv or \.npz$"):
         read_events(tmp_path / "e.txt")
 
 
 def test_messages_list_the_registered_formats(tmp_path, events: np.ndarray) -> None:
-    with pytest.raises(InputError, match=r"cannot tell the format .* use \.parquet, \.h5 or \.csv$"):
+    with pytest.raises(InputError, match=r"cannot tell the format .* use \.parquet, \.h5, \.root or \.csv$"):
         read_events(tmp_path / "e.txt")
-    with pytest.raises(OutputError, match=r"writes Parquet or HDF5, not CSV; use a \.parquet or \.h5 name"):
+    with pytest.raises(
+        OutputError, match=r"writes Parquet, HDF5 or ROOT, not CSV; use a \.parquet, \.h5 or \.root name"
+    ):
         write_events(tmp_path / "e.csv", events, TTBAR)
-    with pytest.raises(ConfigError, match="unknown format 'root'; use parquet or hdf5"):
-        write_events(tmp_path / "e.parquet", events, TTBAR, fmt="root")
+    with pytest.raises(ConfigError, match="unknown format 'feather'; use parquet, hdf5 or root"):
+        write_events(tmp_path / "e.parquet", events, TTBAR, fmt="feather")
     # an explicit format wins over the suffix
     write_events(tmp_path / "named.data", events, TTBAR, fmt="hdf5")
     with h5py.File(tmp_path / "named.data") as f:
