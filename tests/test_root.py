@@ -16,7 +16,7 @@ from eventgen.bundle import Bundle
 from eventgen.cli import main
 from eventgen.errors import InputError, OutputError
 from eventgen.formats import ROOT_METADATA, ROOT_TREE
-from eventgen.generate import generate
+from eventgen.generation import generate
 from eventgen.io import count_events, read_events, read_metadata, sample_events, write_events
 from eventgen.schema import get_schema
 
