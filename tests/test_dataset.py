@@ -52,7 +52,7 @@ def test_dataset_names_and_format_errors(tmp_path: Path) -> None:
     plan = ShardPlan(10, 3)
     assert Dataset(tmp_path, plan).shard_path(2) == tmp_path / "part-00002.parquet"
     assert Dataset(tmp_path, plan, "hdf5").shard_path(12) == tmp_path / "part-00012.h5"
-    with pytest.raises(ConfigError, match="unknown format 'csv'; use parquet or hdf5"):
+    with pytest.raises(ConfigError, match="unknown format 'csv'; use parquet, hdf5 or root"):
         Dataset(tmp_path, plan, "csv")
 
 
