@@ -28,7 +28,7 @@ import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -237,7 +237,9 @@ def _load_npz(path: Path) -> SavedState:
             if magic[:1] == b"\x80":
                 raise _pickled(f"{source} is a pickle")
             if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
-                raise BundleError(f"{source} is corrupt (not an .npz archive); fit the bundle again")
+                raise BundleError(
+                    f"{source} is corrupt (not an .npz archive): it is {_what_file(path, fh)}; fit the bundle again"
+                )
             fh.seek(0)
             with zipfile.ZipFile(fh) as archive:
                 members = archive.infolist()
@@ -254,6 +256,18 @@ def _load_npz(path: Path) -> SavedState:
     except (OSError, EOFError, ValueError, NotImplementedError, zipfile.BadZipFile) as exc:
         raise BundleError(f"{source} is corrupt ({first_line(exc)}); fit the bundle again") from None
     return SavedState(arrays, source)
+
+
+def _what_file(path: Path, fh: BinaryIO) -> str:
+    """What a file that is not an archive holds, for a message: ``"a link to 'x', a text file"``."""
+    fh.seek(0)
+    head = fh.read(4096)
+    try:
+        text = head.decode() if head else None
+    except UnicodeDecodeError:
+        text = None
+    what = "an empty file" if not head else "a text file" if text is not None else "a corrupt file"
+    return f"a link to {os.readlink(path)!r}, {what}" if path.is_symlink() else what
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> np.ndarray:

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, TextIO
 import numpy as np
 
 from eventgen import __version__
-from eventgen.errors import EventgenError, OutputError
-from eventgen.formats import describe_formats, describe_suffixes, format_names
+from eventgen.errors import ConfigError, EventgenError, InputError, OutputError
+from eventgen.formats import FORMATS, describe_formats, describe_suffixes, format_names
 from eventgen.sampling import MODES, SELECTIONS
+from eventgen.schema import BUILTIN_SCHEMAS
 
 if TYPE_CHECKING:
     from eventgen.bundle import Bundle
@@ -86,9 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _fit_config(p)
     p.add_argument("--data", help=f"training events ({inputs})")
-    p.add_argument(
-        "--schema", help="schema of the data: ttbar, zll, deepevents or a YAML file (default: from the file)"
-    )
+    _schema(p, "the data")
     _output(p, "bundle directory to write", required=False)
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--epochs", type=int, help="maximum number of epochs")
@@ -119,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--compression",
-        default="zstd",
-        help="parquet: zstd (default), snappy, none; hdf5: none or gzip; root: zstd, lz4, zlib, lzma, none",
+        help="; ".join(f"{n}: {', '.join(FORMATS[n].compressions)}" for n in format_names(writable=True))
+        + " (default: zstd, where the format has it, else none)",
     )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="threads for decoding and sampling (default: all cores)")
@@ -161,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = subcommand(name, what, what[0].upper() + what[1:] + ".")
         p.add_argument("bundle", help=BUNDLE_HELP)
         p.add_argument("input", help=f"events ({inputs}); other schemas are mapped by column name")
+        _schema(p, "the input")
         _output(p, f"output file ({outputs})")
         _overwrite(p, "an existing output")
         if name == "encode":
@@ -191,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     _fit_config(p)
     p.add_argument("--betas", type=float, nargs="+", required=True, help="values of beta in [0, 1]")
     p.add_argument("--data", help="training events (default: the config's data)")
+    _schema(p, "the data")
     p.add_argument("--reference", help="held-out events for the quality columns")
     p.add_argument("--epochs", type=int, help="maximum epochs per fit")
     _output(p, "table to write: .md or .json")
@@ -211,6 +212,15 @@ def _output(p: argparse.ArgumentParser, help: str, *, required: bool = True) -> 
 
 def _overwrite(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--overwrite", action="store_true", help=f"replace {what}")
+
+
+def _schema(p: argparse.ArgumentParser, of: str) -> None:
+    names = ", ".join(BUILTIN_SCHEMAS)
+    p.add_argument(
+        "--schema",
+        help=f"schema of {of}: {names} or a YAML file (default: the file's metadata, else the built-in "
+        "schema of exactly its columns)",
+    )
 
 
 def _scheduler(p: argparse.ArgumentParser) -> None:
@@ -244,6 +254,35 @@ def _simulate(args: argparse.Namespace) -> None:
     log.info("wrote %d %s events to %s", data.shape[0], job.settings.process, job.output)
 
 
+def _check_bundle_output(output: Path, overwrite: bool) -> None:
+    """Refuse, before any work, a bundle output that exists (unless ``overwrite`` and it is a bundle) or
+    whose folder is missing or not writable (the training checkpoints are written beside it)."""
+    from eventgen.bundle import read_bundle_metadata
+    from eventgen.io import check_writable, refuse_existing
+
+    refuse_existing(output, overwrite, "bundle")
+    if output.exists():
+        try:
+            read_bundle_metadata(output)
+        except EventgenError:
+            kind = "folder" if output.is_dir() else "file"
+            raise OutputError(
+                f"{str(output)!r} is a {kind} but not an eventgen bundle, and --overwrite replaces only a "
+                "bundle; choose another name"
+            ) from None
+    check_writable(output)
+
+
+def _outside_bundle(output: str, bundle: str) -> None:
+    """Refuse an output inside the bundle folder ``bundle`` (which holds only what 'eventgen fit' wrote)."""
+    out, folder = Path(output).resolve(), Path(bundle).resolve()
+    if out == folder or folder in out.parents:
+        raise OutputError(
+            f"output {output!r} is inside the bundle {bundle!r}; write it elsewhere (a bundle folder "
+            "holds only what 'eventgen fit' wrote)"
+        )
+
+
 def _training_events(job: FitJob) -> EventTable:
     """The events of a fit job's data file, in its schema (else the file's)."""
     from eventgen.io import read_events
@@ -261,7 +300,6 @@ def _dask_executor(args: argparse.Namespace) -> DaskExecutor:
 
 @command("fit")
 def _fit(args: argparse.Namespace) -> None:
-    from eventgen.io import refuse_existing
     from eventgen.jobs import data_source, fit_and_save, load_fit_job
 
     job = load_fit_job(
@@ -276,8 +314,11 @@ def _fit(args: argparse.Namespace) -> None:
         threads=args.threads,
     )
     output = Path(job.output)
-    refuse_existing(output, args.overwrite, "bundle")
+    _check_bundle_output(output, args.overwrite)
     table = _training_events(job)
+    from eventgen.train import TrainSettings, check_trainable
+
+    check_trainable(table.data, table.schema, (job.train or TrainSettings()).min_events)  # before any output
     log.info("read %d events (%s schema) from %s", len(table), table.schema.name, job.data)
     source = data_source(job.data, table)
     run_key = hashlib.sha256(repr((job, source["sha256"])).encode()).hexdigest()[:12]
@@ -301,8 +342,38 @@ def _fit(args: argparse.Namespace) -> None:
     )
 
 
+def _check_generate_output(args: argparse.Namespace) -> str | None:
+    """Check ``generate``'s output, format and compression before any work; returns the compression."""
+    from eventgen.formats import check_compression, output_format, writer_format
+    from eventgen.io import check_writable, refuse_existing
+
+    output = Path(args.output)
+    _outside_bundle(args.output, args.bundle)
+    if args.shard_size is not None or output.suffix == "":  # a dataset directory of shards
+        fmt = writer_format(args.format or "parquet")
+        check_writable(output, directory=True)
+    else:
+        fmt = output_format(output, args.format)
+        if not args.resume:
+            refuse_existing(output, args.overwrite)
+        check_writable(output)
+    if args.compression is None:
+        return "zstd"  # what each format writes by default (none for HDF5)
+    check_compression(fmt, args.compression)
+    return None if args.compression == "none" else args.compression
+
+
+def _check_weights(bundle: Bundle, args: argparse.Namespace) -> None:
+    if args.selection == "weighted" and bundle.buffer.weights_ is None:
+        raise ConfigError(
+            f"bundle {args.bundle!r} has no event weights, so --selection weighted has nothing to draw by; "
+            "fit it with a weight column (buffer: {weight_column: met} in the fit config)"
+        )
+
+
 @command("generate")
 def _generate(args: argparse.Namespace) -> None:
+    compression = _check_generate_output(args)
     from eventgen.bundle import Bundle
     from eventgen.generation import GenerateOptions, generate
 
@@ -313,16 +384,18 @@ def _generate(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         shard_size=args.shard_size,
         fmt=args.format,
-        compression=None if args.compression in ("none", "") else args.compression,
+        compression=compression,
         device=args.device,
         threads=args.threads,
         resume=args.resume,
         overwrite=args.overwrite,
     )
     dask = args.workers is not None or args.scheduler is not None
+    bundle = Bundle.load(args.bundle)
+    _check_weights(bundle, args)
     with _dask_executor(args) if dask else contextlib.nullcontext() as executor:
         result = generate(
-            Bundle.load(args.bundle),
+            bundle,
             args.events,
             args.output,
             options,
@@ -341,16 +414,28 @@ def _generate(args: argparse.Namespace) -> None:
 
 @command("evaluate")
 def _evaluate(args: argparse.Namespace) -> None:
-    from eventgen.evaluation import evaluate
-    from eventgen.io import sample_events
+    from eventgen.evaluation import MIN_EVENTS, evaluate
+    from eventgen.io import check_writable, sample_events
     from eventgen.report import collect_provenance, write_report
 
     out = Path(args.output)
+    n = args.max_events
+    if n < MIN_EVENTS:
+        raise ConfigError(f"--max-events must be at least {MIN_EVENTS}, found {n}")
+    check_writable(out, directory=True, parents=True)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise OutputError(f"report directory {str(out)!r} is not empty; choose another or pass --overwrite")
-    n = args.max_events
     reference = sample_events(args.reference, 2 * n, args.seed)
     generated = sample_events(args.generated, n, args.seed + 1, reference.schema)
+    for what, table, least in (
+        ("reference", reference, 2 * MIN_EVENTS),
+        ("generated", generated, MIN_EVENTS),
+    ):
+        if len(table) < least:
+            raise InputError(
+                f"the {what} sample {getattr(args, what)!r} has {len(table)} events; evaluation needs at least "
+                f"{least} {what} events ({MIN_EVENTS} generated, twice as many held out), so give a larger one"
+            )
     train = sample_events(args.train, n, args.seed + 2, reference.schema) if args.train else None
     result = evaluate(generated, reference, train, seed=args.seed, max_events=n)
     inputs = {"generated": args.generated, "reference": args.reference, "train": args.train}
@@ -383,23 +468,42 @@ def _run(args: argparse.Namespace) -> None:
         print(report.read_text().split("## Per column")[0].strip())
 
 
-def _bundle_to_output(args: argparse.Namespace) -> Bundle:
-    """The bundle ``args.bundle``, loaded once ``args.output`` is known to be a new (or replaceable) file."""
-    from eventgen.bundle import Bundle
+def _check_output(args: argparse.Namespace) -> None:
+    """Check ``args.output`` before any work: a new (or replaceable) file, in a writable folder, outside the bundle."""
     from eventgen.io import check_output
 
+    _outside_bundle(args.output, args.bundle)
     check_output(args.output, args.overwrite)
-    return Bundle.load(args.bundle)
 
 
-def _events_for(bundle: Bundle, path: str) -> np.ndarray:
-    from eventgen.anomaly import to_schema
+def _input_events(args: argparse.Namespace) -> EventTable:
+    """The events of ``args.input`` (in ``--schema`` when given), refused when there are none."""
     from eventgen.io import read_events
+    from eventgen.schema import get_schema
 
-    table = read_events(path)
+    table = read_events(args.input, get_schema(args.schema) if args.schema else None)
+    if len(table) == 0:
+        raise InputError(f"input file {args.input!r} holds no events; give a file with at least one event")
+    return table
+
+
+def _events_for(bundle: Bundle, table: EventTable) -> np.ndarray:
+    """The events of ``table`` in the bundle's schema (mapped by column name from another one)."""
+    from eventgen.anomaly import to_schema
+
     if table.schema.names != bundle.schema.names:
         table = to_schema(table, bundle.schema)
     return table.data
+
+
+def _bundle_and_events(args: argparse.Namespace) -> tuple[Bundle, np.ndarray]:
+    """The output checked, the input read, then the bundle loaded and the events in its schema."""
+    from eventgen.bundle import Bundle
+
+    _check_output(args)
+    table = _input_events(args)
+    bundle = Bundle.load(args.bundle)
+    return bundle, _events_for(bundle, table)
 
 
 def _write_events(args: argparse.Namespace, bundle: Bundle, events: np.ndarray, **source: str) -> None:
@@ -414,8 +518,8 @@ def _write_events(args: argparse.Namespace, bundle: Bundle, events: np.ndarray, 
 def _score(args: argparse.Namespace) -> None:
     from eventgen.anomaly import anomaly_scores, write_scores
 
-    bundle = _bundle_to_output(args)
-    scores = anomaly_scores(bundle, _events_for(bundle, args.input))
+    bundle, events = _bundle_and_events(args)
+    scores = anomaly_scores(bundle, events)
     meta = {"bundle_hash": bundle.hash, "input": args.input}
     write_scores(args.output, scores, metadata=meta, overwrite=args.overwrite)
     log.info("wrote %d scores to %s", len(scores["reconstruction"]), args.output)
@@ -425,17 +529,22 @@ def _score(args: argparse.Namespace) -> None:
 def _encode(args: argparse.Namespace) -> None:
     from eventgen.latent import encode, write_latent
 
-    bundle = _bundle_to_output(args)
-    mu, sigma = encode(bundle, _events_for(bundle, args.input))
+    bundle, events = _bundle_and_events(args)
+    mu, sigma = encode(bundle, events)
     write_latent(args.output, bundle, mu, sigma if args.with_sigma else None, overwrite=args.overwrite)
     log.info("encoded %d events to %d latent dimensions in %s", len(mu), mu.shape[1], args.output)
 
 
 @command("decode")
 def _decode(args: argparse.Namespace) -> None:
+    from eventgen.bundle import Bundle
+    from eventgen.io import count_events
     from eventgen.latent import decode, read_latent
 
-    bundle = _bundle_to_output(args)
+    _check_output(args)
+    if count_events(args.latent) == 0:
+        raise InputError(f"latent file {args.latent!r} holds no events; encode at least one event")
+    bundle = Bundle.load(args.bundle)
     mu, _ = read_latent(args.latent, bundle)
     _write_events(args, bundle, decode(bundle, mu), decoded_from=args.latent)
     log.info("decoded %d events to %s", len(mu), args.output)
@@ -445,8 +554,8 @@ def _decode(args: argparse.Namespace) -> None:
 def _denoise(args: argparse.Namespace) -> None:
     from eventgen.latent import denoise
 
-    bundle = _bundle_to_output(args)
-    events = denoise(bundle, _events_for(bundle, args.input))
+    bundle, events = _bundle_and_events(args)
+    events = denoise(bundle, events)
     _write_events(args, bundle, events, denoised_from=args.input)
     log.info("wrote %d reconstructed events to %s", len(events), args.output)
 
@@ -454,9 +563,11 @@ def _denoise(args: argparse.Namespace) -> None:
 @command("explore")
 def _explore(args: argparse.Namespace) -> None:
     from eventgen.bundle import Bundle
-    from eventgen.io import read_events
+    from eventgen.io import check_writable, read_events
     from eventgen.latent import latent_pca, plot_latent
 
+    _outside_bundle(args.output, args.bundle)
+    check_writable(args.output, directory=True, parents=True)
     bundle = Bundle.load(args.bundle)
     events = read_events(args.train, bundle.schema).data if args.train else None
     paths = plot_latent(bundle, events, args.output, overwrite=args.overwrite)
@@ -468,7 +579,7 @@ def _explore(args: argparse.Namespace) -> None:
 def _beta_scan(args: argparse.Namespace) -> None:
     import json
 
-    from eventgen.io import read_events, refuse_existing
+    from eventgen.io import check_writable, read_events, refuse_existing
     from eventgen.jobs import load_fit_job
     from eventgen.latent import beta_scan, check_betas, format_beta_table
 
@@ -479,7 +590,8 @@ def _beta_scan(args: argparse.Namespace) -> None:
             f"beta-scan writes .md or .json, not {out.suffix or 'no suffix'}; rename {str(out)!r}"
         )
     refuse_existing(out, args.overwrite)
-    job = load_fit_job(args.config, data=args.data, epochs=args.epochs)
+    check_writable(out)
+    job = load_fit_job(args.config, data=args.data, schema=args.schema, epochs=args.epochs)
     table = _training_events(job)
     reference = read_events(args.reference, table.schema) if args.reference else None
     rows = beta_scan(table, betas, **job.fit_arguments(), reference=reference)

@@ -25,6 +25,10 @@ from eventgen.schema import Schema
 
 log = logging.getLogger(__name__)
 
+#: Fewest generated events (and reference events per half) the metrics work on; the classifier
+#: test trains on half of each sample and stops early on a tenth of that.
+MIN_EVENTS = 100
+
 
 def evaluate(
     generated: EventTable,

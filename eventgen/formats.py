@@ -70,6 +70,7 @@ class EventFormat(ABC):
     name: ClassVar[str]
     label: ClassVar[str]  # as written in prose: "Parquet"
     suffixes: ClassVar[tuple[str, ...]]  # lower case; new files (shards) get the first
+    compressions: ClassVar[tuple[str, ...]] = ("none",)  # the values of --compression it writes with
 
     @property
     def suffix(self) -> str:
@@ -166,10 +167,19 @@ def input_format(path: str | Path) -> EventFormat:
 
 
 def output_format(path: str | Path, name: str | None = None) -> EventFormat:
-    """The format of an output file: ``name`` when given, else from the path's suffix."""
-    if name is not None:
-        return writer_format(name)
+    """The format of an output file: ``name`` when given, else from the path's suffix.
+
+    A ``name`` that differs from the format the suffix names is refused (``-o x.h5`` in Parquet).
+    """
     fmt = suffix_format(path)
+    if name is not None:
+        chosen = writer_format(name)
+        if fmt is not None and fmt is not chosen:
+            raise OutputError(
+                f"output {str(path)!r} has the suffix of {fmt.label} files but the format is {chosen.name}; "
+                f"name it {Path(path).stem}{chosen.suffix}, or drop --format to write {fmt.label}"
+            )
+        return chosen
     if fmt is None:
         raise OutputError(
             f"cannot tell the format of {str(path)!r} from its suffix; use {describe_suffixes()}"
@@ -181,6 +191,15 @@ def output_format(path: str | Path, name: str | None = None) -> EventFormat:
         )
     fmt.require()
     return fmt
+
+
+def check_compression(fmt: EventFormat, compression: str) -> None:
+    """Refuse a compression that ``fmt`` does not write with, naming the ones it does."""
+    if compression not in fmt.compressions:
+        raise ConfigError(
+            f"{fmt.label} output takes compression {_either(list(fmt.compressions))}, not {compression!r}; "
+            "choose one of those, or drop --compression for the default"
+        )
 
 
 def positional_names(n_columns: int) -> list[str]:
@@ -217,6 +236,7 @@ class Parquet(EventFormat):
     name = "parquet"
     label = "Parquet"
     suffixes = (".parquet", ".pq")
+    compressions = ("zstd", "snappy", "gzip", "brotli", "lz4", "none")
 
     def columns(self, path: Path) -> list[str]:
         import pyarrow.parquet as pq
@@ -313,14 +333,13 @@ class HDF5(EventFormat):
     name = "hdf5"
     label = "HDF5"
     suffixes = (".h5", ".hdf5", ".hdf")
+    compressions = ("gzip", "lzf", "none")
 
     def columns(self, path: Path) -> list[str]:
         import h5py
 
         with h5py.File(path, "r") as f:
-            group = _group(f, path)
-            order = group.attrs.get("columns")
-            return [str(n) for n in order] if order is not None else list(group.keys())
+            return _names(_group(f, path))
 
     def metadata(self, path: Path) -> str | bytes | None:
         import h5py
@@ -333,14 +352,15 @@ class HDF5(EventFormat):
 
         with h5py.File(path, "r") as f:
             group = _group(f, path)
-            return int(group[next(iter(group))].shape[0]) if len(group) else 0
+            names = _names(group)
+            return _length(group, names, path) if names else 0
 
     def chunks(self, path: Path, columns: list[str], chunk_size: int) -> Iterator[np.ndarray]:
         import h5py
 
         with h5py.File(path, "r") as f:
             group = _group(f, path)
-            n = group[columns[0]].shape[0]
+            n = _length(group, columns, path)
             for start in range(0, n, chunk_size):
                 stop = min(start + chunk_size, n)
                 out = np.empty((stop - start, len(columns)), np.float32)
@@ -361,6 +381,30 @@ def _group(f: h5py.File, path: Path) -> h5py.Group:
             f"or put one dataset per column under /{HDF5_GROUP}"
         )
     return f[HDF5_GROUP]
+
+
+def _names(group: h5py.Group) -> list[str]:
+    order = group.attrs.get("columns")
+    return [str(n) for n in order] if order is not None else list(group.keys())
+
+
+def _length(group: h5py.Group, columns: list[str], path: Path) -> int:
+    """The number of events of the named datasets, which must all be 1-D and of one length."""
+    shapes = {name: getattr(group.get(name), "shape", None) for name in columns}
+    lengths = {name: shape[0] for name, shape in shapes.items() if shape is not None and len(shape) == 1}
+    bad = [name for name in columns if name not in lengths]
+    if bad:
+        raise InputError(
+            f"HDF5 file {str(path)!r}: '/{HDF5_GROUP}/{bad[0]}' is not a 1-D dataset; "
+            "give one value per event in every column"
+        )
+    if len(set(lengths.values())) > 1:
+        short, long = min(lengths, key=lengths.__getitem__), max(lengths, key=lengths.__getitem__)
+        raise InputError(
+            f"HDF5 file {str(path)!r} is ragged: column {short!r} has {lengths[short]} events, {long!r} "
+            f"{lengths[long]}; every column needs one value per event, so regenerate the file"
+        )
+    return next(iter(lengths.values()))
 
 
 class _HDF5Writer(_FileWriter):

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from eventgen.errors import InputError, OutputError
+from eventgen.errors import ConfigError, InputError, OutputError
 from eventgen.formats import EventFormat, input_format, is_positional, output_format, suffix_format
-from eventgen.schema import BUILTIN_SCHEMAS, Column, Schema
+from eventgen.schema import BUILTIN_SCHEMAS, Column, Schema, detect_schema
 
 CHUNK_EVENTS = 262_144  # events per chunk when reading
 
@@ -219,12 +219,24 @@ def _open(path: str | Path, schema: Schema | None) -> _Input:
 
 
 def _parse_metadata(text: str | bytes | None, path: Path) -> dict[str, Any]:
+    """The eventgen metadata of a file: a JSON object whose ``schema`` and ``provenance`` are objects."""
     if text is None:
         return {}
     try:
-        return json.loads(text)
+        meta = json.loads(text)
     except (ValueError, TypeError):
         raise InputError(f"file {str(path)!r} has unreadable eventgen metadata; rewrite the file") from None
+    found = (
+        meta
+        if not isinstance(meta, dict)
+        else next((meta[k] for k in ("schema", "provenance") if not isinstance(meta.get(k, {}), dict)), None)
+    )
+    if found is not None:
+        raise InputError(
+            f"file {str(path)!r} has eventgen metadata holding a JSON {type(found).__name__} where an object "
+            "is expected; rewrite the file with eventgen, or remove its 'eventgen' metadata"
+        )
+    return meta
 
 
 def _resolve_schema(
@@ -246,17 +258,23 @@ def _resolve_schema(
 
 
 def _file_schema(meta: dict[str, Any], names: list[str], positional: bool, source: str) -> Schema:
+    """The schema of the file's metadata, else the built-in schema of exactly its columns, else its own.
+
+    See :func:`eventgen.schema.detect_schema`: a file that resembles a built-in schema without
+    matching it is refused, listing the differences.
+    """
     if "schema" in meta:
-        return Schema.from_dict(meta["schema"])
+        try:
+            return Schema.from_dict(meta["schema"])
+        except ConfigError as exc:
+            raise InputError(f"input file {source!r} has an invalid schema in its metadata ({exc})") from None
     if positional:
         matching = [s for s in BUILTIN_SCHEMAS.values() if len(s) == len(names)]
         if len(matching) == 1:
             return matching[0]
         raise InputError(f"{source} has no header line; add one naming the columns or pass a schema")
-    for builtin in BUILTIN_SCHEMAS.values():
-        if set(builtin.names) <= set(names):
-            return builtin
-    return Schema("inferred", tuple(Column(n, "generic") for n in names))
+    builtin = detect_schema(names, f"input file {source!r}")
+    return builtin or Schema("inferred", tuple(Column(n, "generic") for n in names))
 
 
 @contextmanager
@@ -298,12 +316,38 @@ def refuse_existing(path: Path, overwrite: bool, what: str = "output") -> None:
         raise OutputError(f"{what} {str(path)!r} exists already; choose another name or pass --overwrite")
 
 
+def check_writable(path: str | Path, *, directory: bool = False, parents: bool = False) -> Path:
+    """Refuse, before any work, an output ``path`` that could not be written.
+
+    The folder it goes into must exist (with ``parents``, its nearest existing ancestor, since
+    the missing folders are created) and be writable. With ``directory`` the output is a folder:
+    an existing one must be a writable folder, not a file. Returns ``path``.
+    """
+    path = Path(path)
+    if directory and path.exists():
+        if not path.is_dir():
+            raise OutputError(f"output {str(path)!r} is a file, not a folder; choose another name")
+        folder = path
+    else:
+        folder = path.parent
+        while parents and not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+    if not folder.exists():
+        raise OutputError(f"output folder {str(folder)!r} does not exist; create it first")
+    if not folder.is_dir():
+        raise OutputError(f"output folder {str(folder)!r} is a file, not a folder; choose another output")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"output folder {str(folder)!r} is not writable; choose another folder or make it writable"
+        )
+    return path
+
+
 def _output(path: str | Path, overwrite: bool, fmt: str | None) -> tuple[Path, EventFormat]:
     path = Path(path)
     file_format = output_format(path, fmt)
     refuse_existing(path, overwrite)
-    if not path.parent.exists():
-        raise OutputError(f"output folder {str(path.parent)!r} does not exist; create it first")
+    check_writable(path)
     return path, file_format
 
 

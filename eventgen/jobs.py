@@ -83,6 +83,10 @@ class FitJob:
     train: TrainSettings | None = None
     buffer: BufferSettings | None = None
 
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"the seed must be a non-negative integer, found {self.seed!r}")
+
     def fit_arguments(self) -> FitArguments:
         """The settings of this job as keyword arguments of :func:`eventgen.fitting.fit`."""
         return FitArguments(
@@ -167,18 +171,24 @@ def fit_and_save(
     """Fit ``job`` on ``table`` and save the bundle at ``output``.
 
     Training checkpoints go to ``checkpoint_dir``, so that an interrupted fit of the same run
-    resumes; the directory is removed once the bundle is saved.
+    resumes; the directory is removed once the bundle is saved, and when the fit fails before
+    it holds a checkpoint.
     """
     from eventgen.fitting import fit
 
     checkpoint_dir.mkdir(exist_ok=True)
-    bundle = fit(
-        table,
-        **job.fit_arguments(),
-        checkpoint_dir=checkpoint_dir,
-        progress=progress,
-        data_source=data_source,
-    )
-    bundle.save(output, overwrite=overwrite)
+    try:
+        bundle = fit(
+            table,
+            **job.fit_arguments(),
+            checkpoint_dir=checkpoint_dir,
+            progress=progress,
+            data_source=data_source,
+        )
+        bundle.save(output, overwrite=overwrite)
+    except BaseException:
+        if not any(checkpoint_dir.iterdir()):
+            checkpoint_dir.rmdir()
+        raise
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return bundle

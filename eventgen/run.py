@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from eventgen.baselines import BaselineName
 from eventgen.config import from_mapping, load_yaml
 from eventgen.errors import ConfigError
+from eventgen.evaluation import MIN_EVENTS
 from eventgen.sampling import FIELDS as SAMPLING_FIELDS
 from eventgen.sampling import SamplingSettings
 
@@ -71,9 +72,10 @@ class EvaluateStage:
     gmm_components: int = 100
 
     def __post_init__(self) -> None:
-        if self.max_events < 10:
+        if self.max_events < MIN_EVENTS:
             raise ConfigError(
-                f"evaluate.max_events must be at least 10 (20 held-out events), found {self.max_events}"
+                f"evaluate.max_events must be at least {MIN_EVENTS} ({2 * MIN_EVENTS} held-out events), "
+                f"found {self.max_events}"
             )
         if self.seed < 0:
             raise ConfigError(f"evaluate.seed must be a non-negative integer, found {self.seed}")
@@ -115,8 +117,8 @@ def load_run_job(path: str) -> RunJob:
     defaults = dataclasses.asdict(SimulationSettings.for_process(process))
     from_mapping(SimulationSettings, {**defaults, **sim}, f"{where}: simulate")  # validates the keys
     simulate = from_mapping(SimulateStage, {**counts, "settings": sim}, f"{where}: simulate")
-    if simulate.n_train < 100 or simulate.n_test < 40:
-        raise ConfigError(f"{where}: simulate needs n_train >= 100 and n_test >= 40")
+    if simulate.n_train < 100 or simulate.n_test < 2 * MIN_EVENTS:
+        raise ConfigError(f"{where}: simulate needs n_train >= 100 and n_test >= {2 * MIN_EVENTS}")
     seed = data.get("seed", 1)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"{where}: seed must be a non-negative integer, found {seed!r}")
@@ -163,7 +165,9 @@ def run(
 
     ``command`` (the command line, as words) is recorded in the report's provenance.
     """
-    work = Path(job.workdir)
+    from eventgen.io import check_writable
+
+    work = check_writable(job.workdir, directory=True, parents=True)
     work.mkdir(parents=True, exist_ok=True)
     stamps = _Stamps(work)
     sim_key = stamps.key("simulate", job.seed, dataclasses.asdict(job.simulate))

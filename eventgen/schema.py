@@ -130,16 +130,23 @@ class Schema:
         """Build a schema from ``{"name": str, "columns": [{"name", "kind", "unit"?, "obj"?}, ...]}``."""
         if not isinstance(data, dict) or "columns" not in data:
             raise ConfigError("a schema needs a 'columns' list of {name, kind[, unit, obj]} entries")
+        if not isinstance(data["columns"], list):
+            raise ConfigError(f"a schema's 'columns' must be a list, found {data['columns']!r}")
         columns = []
         for entry in data["columns"]:
             if isinstance(entry, str):
                 raise ConfigError(
                     f"schema column {entry!r} needs a kind; write {{name: {entry}, kind: generic}}"
                 )
-            unknown = set(entry) - {"name", "kind", "unit", "obj"}
-            if unknown or "name" not in entry or "kind" not in entry:
+            unknown = set(entry) - {"name", "kind", "unit", "obj"} if isinstance(entry, dict) else {None}
+            if (
+                unknown
+                or "name" not in entry
+                or "kind" not in entry
+                or not isinstance(entry.get("obj"), str | None)
+            ):
                 raise ConfigError(
-                    f"schema column {entry!r} must have keys name, kind and optionally unit, obj"
+                    f"schema column {entry!r} must be a mapping with keys name, kind and optionally unit, obj"
                 )
             kind = entry["kind"]
             columns.append(
@@ -157,14 +164,22 @@ class Schema:
         return cls.from_dict(json.loads(text))
 
     def check_columns(self, found: list[str], source: str) -> list[int]:
-        """Positions of this schema's columns in ``found``; raises naming the missing ones."""
-        missing = [n for n in self.names if n not in found]
+        """Positions of this schema's columns in ``found``; raises naming the missing ones.
+
+        Columns of ``found`` that the schema does not name are ignored (the caller chose the schema).
+        """
+        missing, unexpected = self.difference(found)
         if missing:
+            others = f" (its other columns: {_some(unexpected)})" if unexpected else ""
             raise InputError(
-                f"{source} lacks columns {missing[:6]}{'...' if len(missing) > 6 else ''} of schema "
-                f"{self.name!r}; give a file with these columns or pass the schema that matches it"
+                f"{source} lacks columns {_some(missing)} of schema {self.name!r}{others}; "
+                "give a file with these columns or pass the schema that matches it"
             )
         return [found.index(n) for n in self.names]
+
+    def difference(self, found: list[str]) -> tuple[list[str], list[str]]:
+        """``(missing, unexpected)``: this schema's columns absent from ``found``, and the reverse."""
+        return [n for n in self.names if n not in found], [n for n in found if n not in self.names]
 
 
 def _field_of(column: Column) -> str | None:
@@ -206,6 +221,37 @@ BUILTIN_SCHEMAS: dict[str, Schema] = {
     "zll": _zll(),
     "deepevents": Schema("deepevents", tuple(_deepevents())),  # the prior art's 26 columns
 }
+
+
+def detect_schema(found: list[str], source: str) -> Schema | None:
+    """The built-in schema whose columns are exactly ``found`` (in any order), for a file without metadata.
+
+    None when ``found`` resembles no built-in schema (it shares fewer than half of each one's
+    columns): such a table is read with its own columns. A table that resembles a built-in schema
+    without matching it (a renamed, missing or extra column) raises an InputError that lists the
+    differences from the closest one, rather than being read as a schema it merely contains.
+    """
+    for schema in BUILTIN_SCHEMAS.values():
+        if set(schema.names) == set(found):
+            return schema
+    shared = {name: len(set(s.names) & set(found)) for name, s in BUILTIN_SCHEMAS.items()}
+    close = [name for name, n in shared.items() if 2 * n >= len(BUILTIN_SCHEMAS[name])]
+    if not close:
+        return None
+    closest = BUILTIN_SCHEMAS[max(close, key=lambda name: (shared[name], -len(BUILTIN_SCHEMAS[name])))]
+    missing, unexpected = closest.difference(found)
+    diffs = [f"lacks {_some(missing)}"] * bool(missing) + [f"has {_some(unexpected)} besides"] * bool(
+        unexpected
+    )
+    raise InputError(
+        f"{source} matches no schema; closest is {closest.name!r}, but it {' and '.join(diffs)}; rename the "
+        "columns, or pass the schema: --schema NAME (reads only its columns) or --schema FILE.yaml"
+    )
+
+
+def _some(names: list[str], limit: int = 6) -> str:
+    """A list of names for a message, cut after ``limit``."""
+    return f"{names[:limit]}{'...' if len(names) > limit else ''}"
 
 
 def get_schema(spec: str | dict[str, Any] | Schema) -> Schema:
