@@ -261,7 +261,7 @@ def _check_bundle_output(output: Path, overwrite: bool) -> None:
     from eventgen.io import check_writable, refuse_existing
 
     refuse_existing(output, overwrite, "bundle")
-    if output.exists():
+    if output.exists() and not (output.is_dir() and not any(output.iterdir())):  # an empty folder may go
         try:
             read_bundle_metadata(output)
         except EventgenError:
@@ -422,6 +422,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     n = args.max_events
     if n < MIN_EVENTS:
         raise ConfigError(f"--max-events must be at least {MIN_EVENTS}, found {n}")
+    if args.seed < 0:
+        raise ConfigError(f"the seed must be a non-negative integer, found {args.seed}")
     check_writable(out, directory=True, parents=True)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise OutputError(f"report directory {str(out)!r} is not empty; choose another or pass --overwrite")

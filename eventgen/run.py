@@ -167,6 +167,8 @@ def run(
     """
     from eventgen.io import check_writable
 
+    if workers is not None and workers < 1:
+        raise ConfigError(f"workers must be >= 1 (or None for all cores), found {workers}")
     work = check_writable(job.workdir, directory=True, parents=True)
     work.mkdir(parents=True, exist_ok=True)
     stamps = _Stamps(work)

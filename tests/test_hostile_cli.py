@@ -156,6 +156,14 @@ def _cases() -> dict[str, tuple[list[str], str]]:
             ["evaluate", "--generated", "{in}/ten.parquet", "--reference", t, "-o", "r"],
             "has 10 events; evaluation needs at least 100",
         ),
+        "evaluate-negative-seed": (
+            ["evaluate", "--generated", t, "--reference", t, "--seed", "-1", "-o", "r"],
+            "seed must be a non-negative integer, found -1",
+        ),
+        "run-no-workers": (
+            ["run", str(RUN_CONFIG), "--workdir", "w", "--workers", "0"],
+            "workers must be >= 1",
+        ),
         "generate-unknown-compression": (
             ["generate", b, "-n", "10", "-o", "g.parquet", "--compression", "lzma9"],
             "Parquet output takes compression zstd, snappy, gzip, brotli, lz4 or none, not 'lzma9'",
