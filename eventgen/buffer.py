@@ -173,6 +173,23 @@ class DensityBuffer:
                 list(pool.map(run, parts))
         return out, weights
 
+    def weight_sum(self, n: int, seed: int) -> float:
+        """Sum of the compensating weights of events ``0 .. n-1`` of the run with ``seed``.
+
+        ``n`` for a selection without weights. With ``selection="weighted"`` it draws only the
+        buffer events of the run (no latent points), as :meth:`sample_range` does, and sums
+        the float32 weights that run writes, in float64.
+        """
+        self._check_sampling()
+        n, seed = _check_index(n, "n"), _check_seed(seed)
+        if self._compensate is None:
+            return float(n)
+        total = 0.0
+        for block in range(-(-n // BLOCK)):
+            events = self._block_events(_stream(seed, _BLOCK_STREAM, block), seed, block, {})
+            total += float(self._compensate[events[: n - block * BLOCK]].sum(dtype=np.float64))
+        return total
+
     def sample(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
         """``n`` latent points ``(n, n_latent)`` float32, the events ``0 .. n-1`` of one run.
 

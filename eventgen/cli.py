@@ -124,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="threads for decoding and sampling (default: all cores)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sharded run")
+    p.add_argument(
+        "--weight-column",
+        metavar="NAME",
+        help="also write each event's normalised weight in pb (sigma/N; sigma*w/sum(w) with sampling weights)",
+    )
     p.add_argument("--workers", type=int, help="run the shards on a local Dask cluster of N worker processes")
     _scheduler(p)
     _overwrite(p, "an existing output")
@@ -389,6 +394,7 @@ def _generate(args: argparse.Namespace) -> None:
         threads=args.threads,
         resume=args.resume,
         overwrite=args.overwrite,
+        weight_column=args.weight_column,
     )
     dask = args.workers is not None or args.scheduler is not None
     bundle = Bundle.load(args.bundle)

@@ -9,10 +9,11 @@ one class with the :func:`register` decorator and nothing else.
 Layout on disk, readable without eventgen:
 
 - Parquet: one float32 column per schema column (with its kind and unit as field
-  metadata); the key ``eventgen`` of the file's key-value metadata holds JSON
-  ``{"schema": ..., "provenance": ...}``.
+  metadata, min/max statistics per row group); the key ``eventgen`` of the file's
+  key-value metadata holds JSON ``{"schema": ..., "provenance": ...}``.
 - HDF5: group ``/events`` with one chunked, resizable 1-D float32 dataset per column,
-  in schema order; the group's attributes ``eventgen`` (same JSON) and ``columns``.
+  in schema order, with its kind and unit as attributes ``kind`` and ``unit``; the group's
+  attributes ``eventgen`` (same JSON) and ``columns``.
 - ROOT (through uproot, the ``root`` extra): a TTree ``Events`` with one float32 branch per
   column, named as the schema's columns and nothing else, and the same JSON as the TObjString
   ``eventgen_metadata`` beside it. Other ROOT files are read from their tree ``Events`` (else
@@ -278,8 +279,8 @@ class _FileWriter:
 
 
 class _ParquetWriter(_FileWriter):
-    """Float32 columns, zstd with BYTE_STREAM_SPLIT, no dictionary; one row group per
-    ``row_group_size`` events (memory is bounded by what is buffered for one group)."""
+    """Float32 columns, zstd with BYTE_STREAM_SPLIT, no dictionary, min/max statistics; one row
+    group per ``row_group_size`` events (memory is bounded by what is buffered for one group)."""
 
     def __init__(
         self, path: Path, schema: Schema, metadata: str, compression: str | None, row_group_size: int
@@ -298,7 +299,7 @@ class _ParquetWriter(_FileWriter):
             compression=compression or "none",
             use_dictionary=False,
             use_byte_stream_split=compression is not None,
-            write_statistics=False,
+            write_statistics=True,  # min/max per row group: dataset filters skip row groups
         )
         self._row_group_size = row_group_size
         self._pending: list[np.ndarray] = []
@@ -426,15 +427,17 @@ class _HDF5Writer(_FileWriter):
         h5_compression = None if compression in (None, "zstd", "none") else compression
         self._datasets = [
             group.create_dataset(
-                name,
+                column.name,
                 shape=(0,),
                 maxshape=(None,),
                 dtype=np.float32,
                 chunks=(chunk,),
                 compression=h5_compression,
             )
-            for name in schema.names
+            for column in schema.columns
         ]
+        for ds, column in zip(self._datasets, schema.columns, strict=True):
+            ds.attrs["kind"], ds.attrs["unit"] = column.kind, column.unit
         self._n = 0
 
     def write(self, columns: np.ndarray) -> None:

@@ -48,6 +48,7 @@ from eventgen.dataset import Dataset, Shard, ShardPlan, run_shards
 from eventgen.decode import CHUNK
 from eventgen.errors import BundleError, ConfigError, OutputError
 from eventgen.io import EventWriter
+from eventgen.normalisation import UNIT, Normalisation, normalisation
 from eventgen.sampling import SamplingSpec
 from eventgen.schema import Column, Schema
 
@@ -81,11 +82,15 @@ class GenerateResult:
         return self.n_generated / self.seconds if self.seconds > 0 else float("nan")
 
 
-def output_schema(bundle: Bundle, weighted: bool) -> Schema:
-    """The bundle's schema, plus a ``weight`` column for weighted sampling."""
-    if not weighted:
+def output_schema(bundle: Bundle, weighted: bool, weight_column: str | None = None) -> Schema:
+    """The bundle's schema, plus a ``weight`` column for weighted sampling, then the normalised
+    event weight ``weight_column`` (pb) when one is asked for."""
+    extra = [Column("weight", "generic")] if weighted else []
+    if weight_column is not None:
+        extra.append(Column(weight_column, "generic", UNIT))
+    if not extra:
         return bundle.schema
-    return Schema(bundle.schema.name, (*bundle.schema.columns, Column("weight", "generic")))
+    return Schema(bundle.schema.name, (*bundle.schema.columns, *extra))
 
 
 class EventSource:
@@ -94,10 +99,18 @@ class EventSource:
     ``sampling``: None samples as the bundle says; a mapping overrides some of the bundle's
     settings (``{"mode": "kde"}``; None values keep the bundle's); a
     :class:`~eventgen.sampling.SamplingSettings` replaces them. The resolved settings are
-    ``self.settings``.
+    ``self.settings``. A ``normalisation`` with a ``weight_column`` (:meth:`normalisation`) adds
+    that column, each event's normalised weight in pb.
     """
 
-    def __init__(self, bundle: Bundle, sampling: SamplingSpec, seed: int, device: str = "auto") -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        sampling: SamplingSpec,
+        seed: int,
+        device: str = "auto",
+        normalisation: Normalisation | None = None,
+    ) -> None:
         from eventgen.decode import EventDecoder
         from eventgen.train import resolve_device
 
@@ -106,19 +119,39 @@ class EventSource:
         self.settings = bundle.buffer.settings.resolve(sampling)
         self.buffer = bundle.buffer.with_settings(self.settings, seed=seed)
         self.weighted = self.settings.selection == "weighted"
-        self.schema = output_schema(bundle, self.weighted)
+        self._column_weight: float | None = None  # the factor of the normalised-weight column
+        weight_column = None
+        if normalisation is not None and normalisation.weight_column is not None:
+            weight_column, self._column_weight = normalisation.weight_column, normalisation.event_weight
+            assert self._column_weight is not None  # normalisation() refuses a weight column without σ
+        self.schema = output_schema(bundle, self.weighted, weight_column)
         self.device = resolve_device(device)
         self.decoder = EventDecoder(bundle.model, bundle.preprocessor, self.device)
 
-    def run_metadata(self, n_events: int) -> dict[str, Any]:
-        """What a run of ``n_events`` records in its files (and must match to be resumed)."""
+    def run_metadata(self, n_events: int, normalisation: Normalisation | None = None) -> dict[str, Any]:
+        """What a run of ``n_events`` records in its files (and must match to be resumed); its
+        ``normalisation`` is :meth:`normalisation` without a weight column unless given."""
+        normalisation = normalisation or self.normalisation(n_events)
         return {
             "generator": f"eventgen {__version__}",
             "bundle_hash": self.bundle.hash,
             "seed": self.seed,
             "n_events": n_events,
             "sampling": self.settings.to_dict(),
+            "normalisation": normalisation.to_dict(),
         }
+
+    def normalisation(self, n_events: int, weight_column: str | None = None) -> Normalisation:
+        """The normalisation of a run of ``n_events`` (:mod:`eventgen.normalisation`); ``weight_column``
+        names the column of normalised event weights to write (ConfigError without a cross-section)."""
+        return normalisation(
+            self.bundle.metadata,
+            n_events,
+            self.buffer.weight_sum(n_events, self.seed),
+            self.weighted,
+            weight_column,
+            output_schema(self.bundle, self.weighted).names,
+        )
 
     def sample(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Latent points ``(stop - start, latent_dim)`` of events ``start..stop-1`` (one thread)."""
@@ -126,14 +159,17 @@ class EventSource:
 
     def finish(self, z: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
         """Decode latent points (inverse preprocessing fused in), clean up: ``(n, n_columns)`` float32."""
-        width = len(self.schema)
+        width, n_columns = len(self.schema), len(self.bundle.schema)
         out = np.empty((z.shape[0], width), np.float32)
-        events = np.ascontiguousarray(out[:, : len(self.bundle.schema)]) if self.weighted else out
+        events = np.ascontiguousarray(out[:, :n_columns]) if width > n_columns else out
         self.decoder(z, events)
         self.bundle.cleanup.apply(events)
+        if width > n_columns:
+            out[:, :n_columns] = events
         if self.weighted:
-            out[:, :-1] = events
-            out[:, -1] = weights
+            out[:, n_columns] = weights
+        if self._column_weight is not None:
+            out[:, -1] = self._column_weight * weights if weights is not None else self._column_weight
         return out
 
     def batch(self, start: int, stop: int, first: int) -> np.ndarray:
@@ -198,8 +234,11 @@ class GenerateOptions:
     threads: int | None = None
     resume: bool = False
     overwrite: bool = False
+    weight_column: str | None = None  # write each event's normalised weight (pb) as this column
 
     def __post_init__(self) -> None:
+        if self.weight_column is not None and not self.weight_column.strip():
+            raise ConfigError("the weight column needs a name, found an empty one")
         if self.batch_size < 1:
             raise ConfigError(f"the batch size must be at least 1, found {self.batch_size}")
         if self.seed < 0:
@@ -261,12 +300,14 @@ def generate(
     shared = SharedBundle(bundle)
     # the run's metadata; on an executor the events are made elsewhere, so no accelerator is needed here
     source = shared.source(options if executor is None else dataclasses.replace(options, device="cpu"))
-    meta = source.run_metadata(n_events)
+    norm = source.normalisation(n_events, options.weight_column)
+    meta = source.run_metadata(n_events, norm)
     torch_threads = _torch_threads()
     t0 = time.perf_counter()
     bar = _progress(n_events, progress)
     try:
         if dataset is None:
+            source = shared.source(options, norm)
             workers = configure_threads(options.threads, source.device)
             writer = _Writer(output, source.schema, meta, options.fmt, options.compression, options.overwrite)
             with writer:
@@ -324,7 +365,7 @@ class ShardWriter:
 
     def __call__(self, k: int, threads: int | None = 1, advance: Advance | None = None) -> Shard:
         """Write shard ``k`` with ``threads`` worker threads (None: every core), calling ``advance(n)`` per batch."""
-        source = self.bundle.source(self.options)
+        source = self.bundle.source(self.options, Normalisation.from_dict(self.meta["normalisation"]))
         workers = configure_threads(threads, source.device)
         start, stop = self.dataset.plan.span(k)
         meta = {**self.meta, "shard": k, "first_event": start}
@@ -363,7 +404,7 @@ class SharedBundle:
             path = str(Path(bundle.path).resolve()) if bundle.path is not None else ""
         self.path = path
         self._hash = bundle_hash
-        self._sources: dict[tuple[str, int, str], EventSource] = {}
+        self._sources: dict[tuple[str, int, str, Normalisation | None], EventSource] = {}
         self._lock = threading.RLock()
 
     @property
@@ -394,12 +435,16 @@ class SharedBundle:
                 self._bundle = bundle
             return self._bundle
 
-    def source(self, options: GenerateOptions) -> EventSource:
-        """The event source of ``options``' sampling, seed and device."""
-        key = (repr(options.sampling), options.seed, options.device)
+    def source(self, options: GenerateOptions, normalisation: Normalisation | None = None) -> EventSource:
+        """The event source of ``options``' sampling, seed and device (and ``normalisation``'s weight column)."""
+        if normalisation is not None and normalisation.weight_column is None:
+            normalisation = None  # the same events, and the same source
+        key = (repr(options.sampling), options.seed, options.device, normalisation)
         with self._lock:
             if key not in self._sources:
-                self._sources[key] = EventSource(self.bundle, options.sampling, options.seed, options.device)
+                self._sources[key] = EventSource(
+                    self.bundle, options.sampling, options.seed, options.device, normalisation
+                )
             return self._sources[key]
 
 

@@ -53,6 +53,7 @@ class GenerateStage:
     n_events: int = 1_000_000
     seed: int = 0
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    weight_column: str | None = None  # write each event's normalised weight (pb) as this column
 
     def __post_init__(self) -> None:
         if self.n_events < 1:
@@ -235,6 +236,7 @@ def _generate(job: RunJob, work: Path, progress: bool) -> None:
         work / "generated.parquet",
         seed=g.seed,
         sampling=g.sampling,
+        weight_column=g.weight_column,
         overwrite=True,
         progress=progress,
     )
