@@ -13,6 +13,10 @@ In one run, on one bundle:
     eventgen simulate ttbar -n 20000 --seed 1 -o train.parquet
     eventgen fit configs/deepevents.yaml --data train.parquet -o bundle
     python benchmarks/bench_generate.py --bundle bundle --events 10000000
+
+``--compare OTHER`` also runs ``eventgen generate`` of another bundle end to end to zstd
+Parquet, alternating with this one's, and reports the ratio of their best rates: e.g. the
+default representation against ``--representation energy --frame lab`` on the same model size.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import numpy as np
 from eventgen.bundle import Bundle
 from eventgen.generation import EventSource, available_cores, configure_threads
 from eventgen.io import EventWriter
+from eventgen.representation import symmetry_draws
 
 ROOT = Path(__file__).resolve().parents[1]
 ROW_GROUP = 131_072  # EventWriter's default: Parquet row group, ROOT basket (events per branch)
@@ -84,6 +89,8 @@ def main() -> None:
         default=0,
         help="also run this many events to Parquet for peak memory (e.g. 1e8)",
     )
+    parser.add_argument("--compare", help="another bundle, run end to end alternating with this one")
+    parser.add_argument("--compare-repeats", type=int, default=3, help="end-to-end runs of each bundle")
     parser.add_argument("--tmp", default=None, help="folder for the output files (default: a temporary one)")
     parser.add_argument("--out", default="benchmarks/results/generate.json")
     args = parser.parse_args()
@@ -107,10 +114,12 @@ def main() -> None:
         stages["decoding"] = rate(n, lambda: list(pool.map(decode_span, spans)))
     stages["decoding_1_thread"] = rate(n, lambda: list(map(decode_span, spans)))
     raw = events.copy()
+    pre = bundle.preprocessor
 
-    def clean() -> None:
+    def clean() -> None:  # as generation does it: the frames of the events drawn, E rebuilt from masses
         events[:] = raw
-        bundle.cleanup.apply(events)
+        frames = symmetry_draws(1, 0, n) if pre.frame == "canonical" else None
+        bundle.cleanup.apply(events, representation=pre.representation, frames=frames)
 
     stages["cleanup"] = rate(n, clean)
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
@@ -145,6 +154,19 @@ def main() -> None:
                 args.bundle, args.memory_events, Path(tmp) / "m.parquet", []
             )
             e2e["parquet_zstd_long"]["n_events"] = args.memory_events
+        comparison = {}
+        if args.compare:
+            best = {args.bundle: 0.0, args.compare: 0.0}
+            for _ in range(args.compare_repeats):
+                for path in best:
+                    run = end_to_end(path, args.events, Path(tmp) / "c.parquet", [])
+                    best[path] = max(best[path], run["events_per_second"])
+            comparison = {
+                "bundle": args.compare,
+                "preprocessing": [_preprocessing(path) for path in best],
+                "events_per_second": list(best.values()),
+                "ratio": best[args.bundle] / best[args.compare],
+            }
     slowest = min(("sampling", "decoding", "cleanup", "writing_parquet_zstd"), key=stages.get)
     result = {
         "command": "python benchmarks/bench_generate.py "
@@ -163,6 +185,8 @@ def main() -> None:
         "end_to_end_over_slowest_stage": {
             k: v["events_per_second"] / stages[slowest] for k, v in e2e.items()
         },
+        "preprocessing": _preprocessing(args.bundle),
+        "comparison": comparison,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
@@ -175,7 +199,19 @@ def main() -> None:
             f"{'end to end, ' + name:<28}{r['events_per_second']:>14,.0f}   peak RSS {r['peak_rss_mib']:.0f} MiB, "
             f"{r['file_mib']:.0f} MiB file, {r['events_per_second'] / stages[slowest]:.0%} of the slowest stage ({slowest})"
         )
+    if comparison:
+        (this, other), (r_this, r_other) = comparison["preprocessing"], comparison["events_per_second"]
+        print(
+            f"end to end, parquet_zstd: {this} {r_this:,.0f} events/s, {other} {r_other:,.0f} events/s "
+            f"(best of {args.compare_repeats} each, alternating): ratio {comparison['ratio']:.2f}"
+        )
     print(f"saved {args.out}")
+
+
+def _preprocessing(path: str) -> str:
+    """A bundle's representation and frame, e.g. ``mass/canonical``."""
+    pre = Bundle.load(path).preprocessor
+    return f"{pre.representation}/{pre.frame}"
 
 
 if __name__ == "__main__":

@@ -47,12 +47,13 @@ def baseline_events(
         factor = 1.0 + smear * rng.standard_normal((n_events, train.shape[1]))
         factor[:, kinds == "count"] = 1.0
         events = (train[rng.integers(0, len(train), n_events)] * factor).astype(np.float32)
-    elif name == "kde":
+        return bundle.cleanup.apply(np.ascontiguousarray(events, dtype=np.float32))
+    if name == "kde":
         y = bundle.preprocessor.transform(train).astype(np.float64)
         h = y.std(axis=0) * len(y) ** (-1.0 / (y.shape[1] + 4))  # Scott's rule
         centres = y[rng.integers(0, len(y), n_events)]
-        events = _inverse(bundle, y, centres + h * rng.standard_normal(centres.shape))
-    elif name == "gmm":
+        return _inverse(bundle, y, centres + h * rng.standard_normal(centres.shape), rng)
+    if name == "gmm":
         from sklearn.mixture import GaussianMixture
 
         y = bundle.preprocessor.transform(train).astype(np.float64)
@@ -64,13 +65,22 @@ def baseline_events(
         chol = np.linalg.cholesky(gmm.covariances_)
         eps = rng.standard_normal((n_events, y.shape[1]))
         sample = gmm.means_[component] + np.einsum("nij,nj->ni", chol[component], eps)
-        events = _inverse(bundle, y, sample[rng.permutation(n_events)])
-    else:
-        raise ConfigError(f"unknown baseline {name!r}; choose one of {list(BASELINES)}")
-    return bundle.cleanup.apply(np.ascontiguousarray(events, dtype=np.float32))
+        return _inverse(bundle, y, sample[rng.permutation(n_events)], rng)
+    raise ConfigError(f"unknown baseline {name!r}; choose one of {list(BASELINES)}")
 
 
-def _inverse(bundle: Bundle, fitted: np.ndarray, sample: np.ndarray) -> np.ndarray:
-    """Back to raw scale, after clipping to the fitted range (Gaussian tails overflow ``expm1``)."""
+def _inverse(bundle: Bundle, fitted: np.ndarray, sample: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Back to cleaned events, after clipping to the fitted range (Gaussian tails overflow ``expm1``).
+
+    Cleaned like eventgen's decoded rows: energies rebuilt from masses after the clean-up's clips,
+    and events modelled in the canonical frame turned into a random frame each.
+    """
+    from eventgen.representation import symmetry_draws
+
+    pre = bundle.preprocessor
     clipped = np.clip(sample, fitted.min(axis=0), fitted.max(axis=0)).astype(np.float32)
-    return bundle.preprocessor.inverse_transform(clipped)
+    rows = np.ascontiguousarray(pre.inverse_features(clipped))
+    frames = None
+    if pre.frame == "canonical":
+        frames = symmetry_draws(int(rng.integers(2**32)), 0, len(rows))
+    return bundle.cleanup.apply(rows, representation=pre.representation, frames=frames)

@@ -47,8 +47,10 @@ if TYPE_CHECKING:
     from eventgen.preprocess import Preprocessor
 
 FORMAT = "eventgen-bundle"
-FORMAT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)  # version 1 kept the sampling settings under "buffer_params"
+FORMAT_VERSION = 3
+# version 1 kept the sampling settings under "buffer_params"; version 2 had neither the
+# preprocessing's representation nor its frame (it is the energy representation in the lab frame)
+_READABLE_VERSIONS = (1, 2, 3)
 _FILES = ("bundle.json", "model.npz", "preprocess.npz", "buffer.npz", "cleanup.npz")
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
@@ -172,7 +174,8 @@ def read_bundle_metadata(path: str | Path) -> dict[str, Any]:
     if meta.get("format_version") not in _READABLE_VERSIONS:
         raise BundleError(
             f"bundle {str(path)!r} has format version {meta.get('format_version')}, this eventgen reads "
-            f"{' and '.join(map(str, _READABLE_VERSIONS))}; fit it again with this version"
+            f"{', '.join(map(str, _READABLE_VERSIONS[:-1]))} and {_READABLE_VERSIONS[-1]}; "
+            "fit it again with this version"
         )
     return meta
 
@@ -204,7 +207,8 @@ def describe_bundle(path: Path, meta: dict[str, Any]) -> str:
         f"kl {best.get('val_kl', float('nan')):.5g}); "
         f"{training.get('events_per_second', float('nan')):.0f} events/s on {training.get('device')}, "
         f"{training.get('seconds', float('nan')):.1f} s",
-        f"preprocess  {training.get('preprocess')}; seed {training.get('seed')}",
+        f"preprocess  {training.get('preprocess')}, {training.get('representation', 'energy')} "
+        f"representation, {training.get('frame', 'lab')} frame; seed {training.get('seed')}",
         f"data        {data.get('path', '?')} ({data.get('n_events', '?')} events, sha256 {data.get('sha256', '?')[:16]})",
         f"versions    {', '.join(f'{k} {v}' for k, v in versions.items() if k != 'created')}",
         f"created     {versions.get('created', '?')}",

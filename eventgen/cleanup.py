@@ -6,12 +6,19 @@ not learn exactly. :class:`PhysicsCleanup` learns the acceptance of the training
 and applies, in order, row by row in one compiled pass:
 
 1. non-finite values (an overflowing decoder output) become 0;
-2. azimuths are wrapped to (-π, π], pseudorapidities clipped to the training range,
-   energy-like and pT columns made non-negative, counts rounded and clipped to [0, max];
-3. an object is present iff its pT reaches its family's threshold; absent objects are
-   exactly zero in all their columns; present ones get E ≥ pT·cosh η (the massless limit);
-4. present objects of a family are sorted by pT, leading first;
-5. the family's count is consistent with the present objects (equal to it below the
+2. with per-event frames ``(ψ, s_φ, s_η)`` (rows decoded in the canonical frame,
+   :mod:`eventgen.representation`), every azimuth becomes ``s_φ φ + ψ`` and every
+   pseudorapidity ``s_η η``;
+3. azimuths are wrapped to (-π, π], pseudorapidities clipped to the training range,
+   energy-like and pT columns made non-negative (not the mass codes), counts rounded and
+   clipped to [0, max];
+4. an object is present iff its pT reaches its family's threshold; absent objects are
+   exactly zero in all their columns; present ones get E ≥ pT·cosh η (the massless limit),
+   or, for rows in the mass representation, ``E = sqrt(m² + (pT cosh η)²)`` from the mass in
+   the E column (a code snapped to the nearest declared mass for families that declare them),
+   after the clip and the threshold;
+5. present objects of a family are sorted by pT, leading first;
+6. the family's count is consistent with the present objects (equal to it below the
    number of slots, at least it when all slots are filled).
 """
 
@@ -24,6 +31,7 @@ import numpy as np
 from numba import njit
 
 from eventgen.errors import InputError
+from eventgen.representation import REPRESENTATIONS, Representation, cleanup_mass_tables, coded_columns
 from eventgen.schema import ColumnKind, Schema
 from eventgen.validate import SavedState
 
@@ -41,6 +49,7 @@ class PhysicsCleanup:
             )
         self.schema_ = schema
         self._cached: tuple[np.ndarray, ...] | None = None
+        self._tables_of: dict[str, tuple[Any, ...]] = {}
         self.pt_min_: dict[str, float] = {}
         for family, (objects, _) in schema.families().items():
             pts = np.concatenate([events[:, o.pt] for o in objects])
@@ -56,8 +65,30 @@ class PhysicsCleanup:
         }
         return self
 
-    def apply(self, events: np.ndarray) -> np.ndarray:
-        """Clean ``events`` ``(n_events, n_columns)`` float32 in place (a compiled pass per row); returns it."""
+    def apply(
+        self,
+        events: np.ndarray,
+        *,
+        representation: Representation = "energy",
+        frames: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Clean ``events`` ``(n_events, n_columns)`` float32 in place (a compiled pass per row); returns it.
+
+        ``representation="mass"``: the rows' E columns hold masses or mass codes (decoded rows of
+        a preprocessing in that representation) and become energies. ``frames`` ``(n_events, 3)``
+        float64: each row's frame ``(ψ, s_φ, s_η)``, applied first (rows in the canonical frame).
+        """
+        if representation not in REPRESENTATIONS:
+            raise InputError(
+                f"unknown representation {representation!r}; choose one of {list(REPRESENTATIONS)}"
+            )
+        if frames is None:
+            frames = np.empty((0, 3))
+        elif frames.shape != (len(events), 3) or frames.dtype != np.float64 or not frames.flags.c_contiguous:
+            raise InputError(
+                f"frames must be a C-contiguous float64 array of shape ({len(events)}, 3), one (psi, s_phi, "
+                f"s_eta) per event, found {frames.dtype} {frames.shape}"
+            )
         if events.dtype != np.float32 or not events.flags.c_contiguous:
             raise InputError(
                 "PhysicsCleanup.apply needs a C-contiguous float32 array; use np.ascontiguousarray"
@@ -67,10 +98,31 @@ class PhysicsCleanup:
                 f"events have shape {events.shape}, schema {self.schema_.name!r} has {len(self.schema_)} "
                 "columns; pass (n_events, n_columns) in schema order"
             )
-        _clean_rows(events, *self._tables())
+        _clean_rows(events, frames, *self._tables(representation))
         return events
 
-    def _tables(self) -> tuple[np.ndarray, ...]:
+    def _tables(self, representation: Representation) -> tuple[Any, ...]:
+        """The compiled pass's arguments after the events and the frames, for rows in ``representation``."""
+        tables = self._tables_of
+        if representation not in tables:
+            phi, eta_cols, eta_max, nonneg, *counts_and_families = self._base_tables()
+            n_levels, levels = cleanup_mass_tables(self.schema_)
+            mass = representation == "mass"
+            if mass:
+                nonneg = nonneg[~np.isin(nonneg, coded_columns(self.schema_))]
+            tables[representation] = (
+                phi,
+                eta_cols,
+                eta_max,
+                nonneg,
+                *counts_and_families,
+                mass,
+                n_levels,
+                levels,
+            )
+        return tables[representation]
+
+    def _base_tables(self) -> tuple[np.ndarray, ...]:
         cached = getattr(self, "_cached", None)
         if cached is None:
             schema = self.schema_
@@ -139,6 +191,7 @@ class PhysicsCleanup:
         self = cls()
         self.schema_ = schema
         self._cached = None
+        self._tables_of = {}
         self.pt_min_ = dict(zip(named.tolist(), pt_min.tolist(), strict=True))
         self.eta_max_, self.count_max_ = thresholds["eta"], thresholds["count"]
         return self
@@ -147,6 +200,7 @@ class PhysicsCleanup:
 @njit(cache=True, nogil=True)
 def _clean_rows(
     x: np.ndarray,
+    frames: np.ndarray,
     phi_cols: np.ndarray,
     eta_cols: np.ndarray,
     eta_max: np.ndarray,
@@ -157,14 +211,30 @@ def _clean_rows(
     fam_slots: np.ndarray,
     fam_count: np.ndarray,
     fam_pt_min: np.ndarray,
+    mass: bool,
+    fam_n_levels: np.ndarray,
+    fam_levels: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     pi32 = np.float32(np.pi)
     block = np.zeros((fam_cols.shape[1], 4), np.float64)
+    turn = frames.shape[0] > 0
     for i in range(x.shape[0]):
         row = x[i]
         for c in range(row.size):
             if not np.isfinite(row[c]):
                 row[c] = 0.0
+        if turn:
+            for c in phi_cols:
+                v = frames[i, 1] * row[c] + frames[i, 0]
+                if v > np.pi:
+                    v -= 2.0 * np.pi
+                elif v <= -np.pi:
+                    v += 2.0 * np.pi
+                if not (-np.pi < v <= np.pi):
+                    v = np.mod(v + np.pi, 2.0 * np.pi) - np.pi
+                row[c] = pi32 if np.float32(v) <= -pi32 else np.float32(v)
+            for c in eta_cols:
+                row[c] = frames[i, 2] * row[c]
         for c in phi_cols:
             if not (-pi32 < row[c] <= pi32):
                 w = np.float32(np.mod(np.float64(row[c]) + np.pi, 2.0 * np.pi) - np.pi)
@@ -178,14 +248,25 @@ def _clean_rows(
         for f in range(fam_slots.size):
             n_slots = fam_slots[f]
             n_present = 0
-            for k in range(n_slots):  # gather, zero the absent, enforce E >= pT cosh(eta)
+            n_levels = fam_n_levels[f]
+            for k in range(n_slots):  # gather, zero the absent, E >= pT cosh(eta) or E from the mass
                 for q in range(4):
                     c = fam_cols[f, k, q]
                     block[k, q] = row[c] if c >= 0 else 0.0
                 if block[k, 1] >= fam_pt_min[f]:
                     n_present += 1
                     if fam_cols[f, k, 0] >= 0 and fam_cols[f, k, 2] >= 0:
-                        block[k, 0] = max(block[k, 0], block[k, 1] * np.cosh(block[k, 2]))
+                        p = block[k, 1] * np.cosh(block[k, 2])
+                        if not mass:
+                            block[k, 0] = max(block[k, 0], p)
+                        else:
+                            m = block[k, 0]
+                            if n_levels == 1:
+                                m = fam_levels[f, 0]
+                            elif n_levels > 1:
+                                level = np.rint((m + 1.0) * (n_levels - 1) / 2.0)
+                                m = fam_levels[f, int(min(max(level, 0.0), n_levels - 1.0))]
+                            block[k, 0] = np.sqrt(m * m + p * p)
                 else:
                     block[k, :] = 0.0
             for k in range(1, n_slots):  # stable insertion sort by pT, leading first

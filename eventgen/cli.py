@@ -21,6 +21,7 @@ import numpy as np
 from eventgen import __version__
 from eventgen.errors import ConfigError, EventgenError, InputError, OutputError
 from eventgen.formats import FORMATS, describe_formats, describe_suffixes, format_names
+from eventgen.representation import FRAMES, REPRESENTATIONS
 from eventgen.sampling import MODES, SELECTIONS
 from eventgen.schema import BUILTIN_SCHEMAS
 
@@ -90,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     _schema(p, "the data")
     _output(p, "bundle directory to write", required=False)
     p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument(
+        "--representation",
+        choices=REPRESENTATIONS,
+        help="what the model sees of each object: its mass (default) or its energy",
+    )
+    p.add_argument("--frame", choices=FRAMES, help="canonical (default: symmetries divided out) or lab")
     p.add_argument("--epochs", type=int, help="maximum number of epochs")
     p.add_argument("--batch-size", type=int, help="training batch size")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
@@ -313,6 +320,8 @@ def _fit(args: argparse.Namespace) -> None:
         schema=args.schema,
         output=args.output,
         seed=args.seed,
+        representation=args.representation,
+        frame=args.frame,
         epochs=args.epochs,
         batch_size=args.batch_size,
         device=args.device,

@@ -27,6 +27,7 @@ from eventgen.sampling import SamplingSettings
 if TYPE_CHECKING:
     from eventgen.model import ModelSettings
     from eventgen.preprocess import PreprocessMethod
+    from eventgen.representation import Frame, Representation
     from eventgen.train import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,8 @@ def fit(
     table: EventTable,
     *,
     preprocess: PreprocessMethod = "physics",
+    representation: Representation = "mass",
+    frame: Frame = "canonical",
     model_settings: ModelSettings | None = None,
     train_settings: TrainSettings | None = None,
     buffer_settings: BufferSettings | None = None,
@@ -93,7 +96,12 @@ def fit(
     progress: bool = False,
     data_source: dict[str, Any] | None = None,
 ) -> Bundle:
-    """Fit a bundle on ``table`` (``(n_events, n_columns)`` raw events in schema order)."""
+    """Fit a bundle on ``table`` (``(n_events, n_columns)`` raw events in schema order).
+
+    ``representation`` and ``frame`` choose what the model sees (:mod:`eventgen.representation`):
+    by default each object's mass in place of its energy, in the canonical frame; ``"energy"``
+    and ``"lab"`` model the columns as they are.
+    """
     from eventgen.buffer import DensityBuffer
     from eventgen.cleanup import PhysicsCleanup
     from eventgen.model import ModelSettings, encode_numpy
@@ -105,7 +113,7 @@ def fit(
     buffer_settings = buffer_settings or BufferSettings()
     t0 = time.perf_counter()
     check_trainable(table.data, table.schema, train_settings.min_events)
-    preprocessor = Preprocessor(preprocess)
+    preprocessor = Preprocessor(preprocess, representation, frame)
     x = preprocessor.fit_transform(table.data, table.schema)
     log.info("training on %d events with %d columns", x.shape[0], x.shape[1])
     result = train(x, model_settings, train_settings, seed, checkpoint_dir=checkpoint_dir, progress=progress)
@@ -119,6 +127,8 @@ def fit(
         "training": {
             "seed": seed,
             "preprocess": preprocess,
+            "representation": representation,
+            "frame": frame,
             "settings": train_settings.to_dict(),
             "buffer_weights": {
                 "column": buffer_settings.weight_column,

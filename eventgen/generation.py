@@ -157,13 +157,21 @@ class EventSource:
         """Latent points ``(stop - start, latent_dim)`` of events ``start..stop-1`` (one thread)."""
         return self.buffer.sample_range(start, stop, self.seed, n_threads=1)
 
-    def finish(self, z: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-        """Decode latent points (inverse preprocessing fused in), clean up: ``(n, n_columns)`` float32."""
+    def finish(self, z: np.ndarray, weights: np.ndarray | None, start: int = 0) -> np.ndarray:
+        """Decode latent points of events ``start..`` (inverse preprocessing fused in), clean up.
+
+        Returns ``(n, n_columns)`` float32. Events decoded in the canonical frame get the random
+        frames of their positions in the run (:func:`eventgen.representation.symmetry_draws`).
+        """
+        from eventgen.representation import symmetry_draws
+
         width, n_columns = len(self.schema), len(self.bundle.schema)
         out = np.empty((z.shape[0], width), np.float32)
         events = np.ascontiguousarray(out[:, :n_columns]) if width > n_columns else out
         self.decoder(z, events)
-        self.bundle.cleanup.apply(events)
+        pre = self.bundle.preprocessor
+        frames = symmetry_draws(self.seed, start, start + len(z)) if pre.frame == "canonical" else None
+        self.bundle.cleanup.apply(events, representation=pre.representation, frames=frames)
         if width > n_columns:
             out[:, :n_columns] = events
         if self.weighted:
@@ -175,7 +183,7 @@ class EventSource:
     def batch(self, start: int, stop: int, first: int) -> np.ndarray:
         """Events ``first..stop-1`` of the block-aligned span [start, stop): sampled, decoded, cleaned."""
         z, w = self.sample(start, -(-stop // BLOCK) * BLOCK)  # whole blocks only
-        return self.finish(z, w)[first - start : stop - start]
+        return self.finish(z, w, start)[first - start : stop - start]
 
     def events(self, start: int, stop: int, batch_size: int, workers: int = 1) -> Iterator[np.ndarray]:
         """Events ``start..stop-1`` in order, in batches of about ``batch_size``, made by ``workers`` threads.

@@ -28,7 +28,7 @@ import numpy as np
 
 from eventgen.errors import ConfigError, InputError, OutputError
 from eventgen.formats import EventFormat, input_format, is_positional, output_format, suffix_format
-from eventgen.schema import BUILTIN_SCHEMAS, Column, Schema, detect_schema
+from eventgen.schema import BUILTIN_SCHEMAS, Column, Schema, detect_schema, with_builtin_masses
 
 CHUNK_EVENTS = 262_144  # events per chunk when reading
 
@@ -265,7 +265,7 @@ def _file_schema(meta: dict[str, Any], names: list[str], positional: bool, sourc
     """
     if "schema" in meta:
         try:
-            return Schema.from_dict(meta["schema"])
+            return with_builtin_masses(Schema.from_dict(meta["schema"]))
         except ConfigError as exc:
             raise InputError(f"input file {source!r} has an invalid schema in its metadata ({exc})") from None
     if positional:

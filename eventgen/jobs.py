@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from eventgen.config import from_mapping, load_yaml
 from eventgen.errors import ConfigError
 from eventgen.preprocess import PREPROCESS_METHODS, PreprocessMethod
+from eventgen.representation import FRAMES, REPRESENTATIONS, Frame, Representation
 from eventgen.simulation import PROCESSES, SimulationSettings  # no Pythia until a simulation runs
 
 if TYPE_CHECKING:
@@ -79,6 +80,8 @@ class FitJob:
     output: str = "bundle"
     seed: int = 0
     preprocess: PreprocessMethod = "physics"
+    representation: Representation = "mass"
+    frame: Frame = "canonical"
     model: ModelSettings | None = None
     train: TrainSettings | None = None
     buffer: BufferSettings | None = None
@@ -91,6 +94,8 @@ class FitJob:
         """The settings of this job as keyword arguments of :func:`eventgen.fitting.fit`."""
         return FitArguments(
             preprocess=self.preprocess,
+            representation=self.representation,
+            frame=self.frame,
             model_settings=self.model,
             train_settings=self.train,
             buffer_settings=self.buffer,
@@ -102,6 +107,8 @@ class FitArguments(TypedDict):
     """What a :class:`FitJob` sets of :func:`eventgen.fitting.fit` (and :func:`eventgen.latent.beta_scan`)."""
 
     preprocess: PreprocessMethod
+    representation: Representation
+    frame: Frame
     model_settings: ModelSettings | None
     train_settings: TrainSettings | None
     buffer_settings: BufferSettings | None
@@ -142,11 +149,14 @@ def fit_job_from_mapping(config: dict[str, Any], where: str, **overrides: Any) -
         train_section = {**(train_section or {}), **train_overrides}
     train = from_mapping(TrainSettings, train_section, f"{where}: train")
     data.update({k: v for k, v in overrides.items() if v is not None})
-    preprocess = data.get("preprocess", FitJob.preprocess)
-    if preprocess not in PREPROCESS_METHODS:
-        raise ConfigError(
-            f"{where}: preprocess must be one of {list(PREPROCESS_METHODS)}, found {preprocess!r}"
-        )
+    for key, choices in (
+        ("preprocess", PREPROCESS_METHODS),
+        ("representation", REPRESENTATIONS),
+        ("frame", FRAMES),
+    ):
+        value = data.get(key, getattr(FitJob, key))
+        if value not in choices:
+            raise ConfigError(f"{where}: {key} must be one of {list(choices)}, found {value!r}")
     plain = from_mapping(FitJob, data, where)
     return dataclasses.replace(plain, model=model, train=train, buffer=buffer)
 

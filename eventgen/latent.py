@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from eventgen.fitting import BufferSettings
     from eventgen.model import ModelSettings
     from eventgen.preprocess import PreprocessMethod
+    from eventgen.representation import Frame, Representation
     from eventgen.train import TrainSettings
 
 LATENT_FORMAT = "eventgen-latent"
@@ -64,11 +65,13 @@ def encode(bundle: Bundle, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return encode_numpy(bundle.model, x)
 
 
-def decode(bundle: Bundle, mu: np.ndarray) -> np.ndarray:
+def decode(bundle: Bundle, mu: np.ndarray, frames: np.ndarray | None = None) -> np.ndarray:
     """Latent points ``(n, latent_dim)`` -> cleaned raw events ``(n, n_columns)`` float32.
 
     Decodes with the inverse preprocessing fused in (as generation does) and applies the
-    bundle's physics clean-up.
+    bundle's physics clean-up. A bundle that models events in the canonical frame decodes them
+    in it, unless ``frames`` ``(n, 3)`` float64 (``bundle.preprocessor.event_frames(events)``,
+    or :func:`eventgen.representation.symmetry_draws`) gives each event its frame.
     """
     from eventgen.decode import EventDecoder
 
@@ -76,13 +79,20 @@ def decode(bundle: Bundle, mu: np.ndarray) -> np.ndarray:
     mu = np.asarray(mu)
     if mu.ndim != 2 or mu.shape[1] != k:
         raise InputError(f"decode needs latent points of shape (n, {k}) for this bundle, found {mu.shape}")
+    if frames is not None:
+        frames = np.ascontiguousarray(frames, dtype=np.float64)
     events = EventDecoder(bundle.model, bundle.preprocessor)(mu)
-    return bundle.cleanup.apply(events)
+    return bundle.cleanup.apply(events, representation=bundle.preprocessor.representation, frames=frames)
 
 
 def denoise(bundle: Bundle, events: np.ndarray) -> np.ndarray:
-    """``decode(encode(events))``: the reconstruction of ``(n_events, n_columns)`` through μ, cleaned."""
-    return decode(bundle, encode(bundle, events)[0])
+    """``decode(encode(events))``: the reconstruction of ``(n_events, n_columns)`` through μ, cleaned.
+
+    Each event comes back in its own frame (its azimuth and mirrors), whatever frame the bundle models.
+    """
+    events = check_events(bundle.schema, events, "denoise")
+    frames = bundle.preprocessor.event_frames(events)
+    return decode(bundle, encode(bundle, events)[0], frames)
 
 
 def add_noise(
@@ -332,6 +342,8 @@ def beta_scan(
     model_settings: ModelSettings | None = None,
     train_settings: TrainSettings | None = None,
     preprocess: PreprocessMethod = "physics",
+    representation: Representation = "mass",
+    frame: Frame = "canonical",
     buffer_settings: BufferSettings | None = None,
     seed: int = 0,
     reference: EventTable | np.ndarray | None = None,
@@ -363,6 +375,8 @@ def beta_scan(
         bundle = fit(
             table,
             preprocess=preprocess,
+            representation=representation,
+            frame=frame,
             model_settings=settings,
             train_settings=train_settings,
             buffer_settings=buffer_settings,

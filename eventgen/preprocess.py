@@ -19,10 +19,20 @@ Two methods, both of the form ``y = (f(x) - mean_) / std_`` computed in float64:
 ``"maxabs"``
     The prior art's scaling: ``f(x) = x``, ``mean_ = 0``, ``std_ = max|x|``.
 
+Before that transform, ``representation`` and ``frame`` choose what the model sees
+(:mod:`eventgen.representation`): ``"energy"`` (the columns as they are) or ``"mass"`` (each
+object's mass, or a discrete mass code, in place of its energy), in the ``"lab"`` frame or
+the ``"canonical"`` one (events turned and mirrored so that the leading object has φ = 0 and
+η ≥ 0 and the second φ ≥ 0). In the mass representation a mass column is energy-like (log
+scaled like an energy), a code column is not. :meth:`Preprocessor.event_frames` gives each
+event's frame, which :meth:`Preprocessor.inverse_transform` takes to put events back.
+
 A standard deviation (or max|x|) that is zero or negligible is replaced by 1, so constant
 columns pass through unchanged; :func:`eventgen.train.check_trainable` is where they are
-refused for training. ``inverse_transform(transform(x))`` equals ``x`` to float32 precision
-for every kind, including exact zeros and large values.
+refused for training. ``inverse_transform(transform(x), event_frames(x))`` equals ``x`` to
+float32 precision for every kind, including exact zeros and large values (in the mass
+representation: to the precision the float32 E column holds a mass with, and leptons at the
+declared mass nearest to theirs).
 
 Events must be finite. ``fit`` and ``fit_transform`` take training events, which were
 checked where they entered (:mod:`eventgen.io`), so they do not scan them again: a NaN or
@@ -37,8 +47,10 @@ from typing import Any, Literal, TypeVar, get_args
 
 import numpy as np
 
+from eventgen import representation as rep
 from eventgen.errors import ConfigError, InputError
 from eventgen.io import check_finite
+from eventgen.representation import FRAMES, REPRESENTATIONS, Frame, Representation
 from eventgen.schema import Schema
 from eventgen.validate import SavedState
 
@@ -48,6 +60,7 @@ LOG_KINDS: tuple[str, ...] = ("energy", "pt")
 _SCALE_QUANTILE = 0.01  # quantile of the positive values that sets the log scale
 _SCALE_FRACTION = 0.05  # the scale as a fraction of that quantile
 _STATE_KEYS = ("method", "columns", "log_mask", "log_scale", "mean", "std")
+_LEGACY = ("energy", "lab")  # what a state without "representation" and "frame" was fitted in
 
 P = TypeVar("P", bound="Preprocessor")
 
@@ -55,46 +68,57 @@ P = TypeVar("P", bound="Preprocessor")
 class Preprocessor:
     """Invertible per-column transform ``(n_events, n_features) -> (n_events, n_features)``.
 
-    Follows the scikit-learn estimator contract: ``method`` is the only hyperparameter,
-    :meth:`fit` sets the trailing-underscore attributes and returns ``self``.
+    Follows the scikit-learn estimator contract: ``method``, ``representation`` and ``frame``
+    are the hyperparameters, :meth:`fit` checks them, sets the trailing-underscore attributes and
+    returns ``self``.
 
     Fitted attributes (all of shape ``(n_features,)``): ``columns_`` (names), ``log_mask_``
     (columns transformed by ``log1p(x / log_scale_)``), ``log_scale_`` (1 where unused),
-    ``mean_`` and ``std_`` (float64).
+    ``mean_`` and ``std_`` (float64); ``schema_``, the schema fitted on.
     """
 
-    def __init__(self, method: PreprocessMethod = "physics") -> None:
+    def __init__(
+        self,
+        method: PreprocessMethod = "physics",
+        representation: Representation = "energy",
+        frame: Frame = "lab",
+    ) -> None:
         self.method = method
+        self.representation = representation
+        self.frame = frame
 
     def fit(self: P, x: np.ndarray, schema: Schema) -> P:
         """Fit on raw events ``x`` of shape ``(n_events, len(schema))`` in schema order."""
-        if self.method not in PREPROCESS_METHODS:
-            raise ConfigError(
-                f"unknown preprocessing method {self.method!r}; choose one of {list(PREPROCESS_METHODS)}"
-            )
+        for name, value, choices in (
+            ("preprocessing method", self.method, PREPROCESS_METHODS),
+            ("representation", self.representation, REPRESENTATIONS),
+            ("frame", self.frame, FRAMES),
+        ):
+            if value not in choices:
+                raise ConfigError(f"unknown {name} {value!r}; choose one of {list(choices)}")
         columns = schema.names
         x = _check_array(x, columns, "fit")
         if x.shape[0] == 0:
             raise InputError("cannot fit the preprocessing on 0 events; give at least one event")
         n = x.shape[1]
+        self.schema_ = schema
         self.columns_ = np.array(columns, dtype=str)
         self.log_scale_ = np.ones(n)
         if self.method == "maxabs":
             self.log_mask_ = np.zeros(n, dtype=bool)
             self.mean_ = np.zeros(n)
-            max_abs = np.abs(x).max(axis=0).astype(np.float64)
+            max_abs = np.abs(self._features(x)).max(axis=0)
             _check_statistic(max_abs, x, columns)
             self.std_ = _guard(max_abs, self.mean_)
             return self
-        self.log_mask_ = np.isin(np.array(schema.kinds), LOG_KINDS)
-        _check_non_negative(x, self.log_mask_, columns)
+        self.log_mask_ = _log_mask(schema, self.method, self.representation)
+        _check_non_negative(x, np.isin(np.array(schema.kinds), LOG_KINDS), columns)
+        features = self._features(x)
         for j in np.flatnonzero(self.log_mask_):
-            positive = x[:, j][x[:, j] > 0]
+            positive = features[:, j][features[:, j] > 0]
             if positive.size:
-                self.log_scale_[j] = _SCALE_FRACTION * float(
-                    np.quantile(positive.astype(np.float64), _SCALE_QUANTILE)
-                )
-        f = self._forward(x)
+                self.log_scale_[j] = _SCALE_FRACTION * float(np.quantile(positive, _SCALE_QUANTILE))
+        f = self._forward(features)
         self.mean_ = f.mean(axis=0)
         _check_statistic(self.mean_, x, columns)
         self.std_ = _guard(f.std(axis=0), self.mean_)
@@ -105,28 +129,74 @@ class Preprocessor:
         self._check_fitted("transform")
         x = _check_array(x, list(self.columns_), "transform")
         check_finite(x, list(self.columns_), "Preprocessor.transform's input")
-        _check_non_negative(x, self.log_mask_, list(self.columns_))
+        energy_like = self.log_mask_.copy()
+        if self.representation == "mass" and self.method == "physics":
+            energy_like[rep.coded_columns(self.schema_)] = True
+        _check_non_negative(x, energy_like, list(self.columns_))
         return self._apply(x)
 
-    def inverse_transform(self, y: np.ndarray) -> np.ndarray:
-        """Preprocessed ``(n_events, n_features)`` -> raw-scale float32 events (no clean-up)."""
+    def inverse_transform(self, y: np.ndarray, frames: np.ndarray | None = None) -> np.ndarray:
+        """Preprocessed ``(n_events, n_features)`` -> raw-scale float32 events (no clean-up).
+
+        In the mass representation energies are rebuilt from the masses (codes snapped to the
+        nearest declared mass). ``frames`` ``(n_events, 3)`` (:meth:`event_frames` of the original
+        events, or random ones) puts each event into its frame; without it, events of the
+        canonical frame stay in it.
+        """
+        rows = self.inverse_features(y).astype(np.float64)
+        if self.representation == "mass":
+            rep.from_masses(rows, self.schema_)
+        if frames is not None:
+            frames = np.asarray(frames, dtype=np.float64)
+            if frames.shape != (len(rows), 3):
+                raise InputError(
+                    f"frames must have shape ({len(rows)}, 3), one (psi, s_phi, s_eta) per event, found "
+                    f"{frames.shape}; pass event_frames of the original events"
+                )
+            rep.from_frame(rows, frames, self.schema_)
+        return rows.astype(np.float32)
+
+    def inverse_features(self, y: np.ndarray) -> np.ndarray:
+        """Preprocessed ``(n_events, n_features)`` -> float32 rows of the representation and frame.
+
+        What the decoder hands the clean-up (:meth:`eventgen.cleanup.PhysicsCleanup.apply` with
+        this ``representation``): raw scale, but masses or mass codes in the E columns of the mass
+        representation, and events in the canonical frame if that is the frame.
+        """
         self._check_fitted("inverse_transform")
         y = _check_array(y, list(self.columns_), "inverse_transform")
         check_finite(y, list(self.columns_), "Preprocessor.inverse_transform's input")
         f = y.astype(np.float64) * self.std_ + self.mean_
+        f[y == self._apply_zero()] = 0.0  # exactly what a 0 (an absent object) is mapped to
         if self.log_mask_.any():
             with np.errstate(over="ignore"):
                 f[:, self.log_mask_] = np.expm1(f[:, self.log_mask_]) * self.log_scale_[self.log_mask_]
         return f.astype(np.float32)
+
+    def _apply_zero(self) -> np.ndarray:
+        """The float32 value ``(n_features,)`` each column maps 0 to."""
+        return (-self.mean_ / self.std_).astype(np.float32)
+
+    def event_frames(self, x: np.ndarray) -> np.ndarray:
+        """The frame ``(n_events, 3)`` float64 ``(ψ, s_φ, s_η)`` of each raw event (identity in the lab frame)."""
+        self._check_fitted("event_frames")
+        x = _check_array(x, list(self.columns_), "event_frames")
+        if self.frame == "lab":
+            return rep.identity_frames(len(x))
+        return rep.event_frames(x, self.schema_)
 
     def fit_transform(self, x: np.ndarray, schema: Schema) -> np.ndarray:
         """``fit(x, schema).transform(x)``, without checking ``x`` a second time."""
         return self.fit(x, schema)._apply(np.asarray(x))
 
     def get_state(self) -> dict[str, np.ndarray | str]:
-        """The fitted state as plain arrays and the method string (storable without pickle)."""
+        """The fitted state as plain arrays and strings (storable without pickle).
+
+        Beyond the energy representation in the lab frame it holds the schema as JSON, whose
+        objects and declared masses the transform needs.
+        """
         self._check_fitted("get_state")
-        return {
+        state: dict[str, np.ndarray | str] = {
             "method": self.method,
             "columns": self.columns_.copy(),
             "log_mask": self.log_mask_.copy(),
@@ -134,27 +204,43 @@ class Preprocessor:
             "mean": self.mean_.copy(),
             "std": self.std_.copy(),
         }
+        if (self.representation, self.frame) != _LEGACY:
+            state.update(representation=self.representation, frame=self.frame, schema=self.schema_.to_json())
+        return state
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], schema: Schema | None = None) -> Preprocessor:
         """Rebuild a fitted preprocessor from :meth:`get_state`'s mapping, checking every array.
 
-        With ``schema`` the columns and the log mask must be the ones :meth:`fit` gives for it.
+        With ``schema`` the columns and the log mask must be the ones :meth:`fit` gives for it (and
+        a stored schema must be it). A state without a representation and a frame (written before
+        they existed) is the energy representation in the lab frame.
         """
         saved = SavedState.of(state, "preprocessing state")
         saved.require(*_STATE_KEYS)
         method = saved.choice("method", PREPROCESS_METHODS)
-        new = cls(method)  # type: ignore[arg-type]
+        representation, frame = _LEGACY
+        if "representation" in saved or "frame" in saved:
+            saved.require("representation", "frame", "schema")
+            representation = saved.choice("representation", REPRESENTATIONS)
+            frame = saved.choice("frame", FRAMES)
+        new = cls(method, representation, frame)  # type: ignore[arg-type]
+        if (representation, frame) != _LEGACY:
+            schema = _stored_schema(saved, schema)
         if schema is None:
             sized_by = "one entry per column: the arrays differ in length"
             new.columns_ = saved.array("columns", "str", (None,))
             new.log_mask_ = saved.array("log_mask", "bool", new.columns_.shape, sized_by=sized_by)
         else:
+            new.schema_ = schema
             sized_by = f"one entry per column of schema {schema.name!r}"
             new.columns_ = saved.matching("columns", "str", schema.names, f"schema {schema.name!r}")
-            log_mask = np.isin(schema.kinds, LOG_KINDS) & (method == "physics")
             new.log_mask_ = saved.matching(
-                "log_mask", "bool", log_mask, f"{method!r} on schema {schema.name!r}"
+                "log_mask",
+                "bool",
+                _log_mask(schema, method, representation),
+                f"{method!r}{' (mass representation)' if representation == 'mass' else ''} on schema "
+                f"{schema.name!r}",
             )
         n = new.columns_.shape
         new.log_scale_ = saved.array("log_scale", "float", n, above=0.0, sized_by=sized_by)
@@ -163,10 +249,19 @@ class Preprocessor:
         return new
 
     def _apply(self, x: np.ndarray) -> np.ndarray:
-        return ((self._forward(x) - self.mean_) / self.std_).astype(np.float32)
+        return ((self._forward(self._features(x)) - self.mean_) / self.std_).astype(np.float32)
 
-    def _forward(self, x: np.ndarray) -> np.ndarray:
+    def _features(self, x: np.ndarray) -> np.ndarray:
+        """Raw events -> float64 events of the representation and frame (before the per-column transform)."""
         f = x.astype(np.float64)
+        if self.frame == "canonical":
+            rep.to_frame(f, rep.event_frames(f, self.schema_), self.schema_)
+        if self.representation == "mass":
+            rep.to_masses(f, self.schema_)
+        return f
+
+    def _forward(self, f: np.ndarray) -> np.ndarray:
+        """The per-column transform of float64 features, in place."""
         if self.log_mask_.any():
             f[:, self.log_mask_] = np.log1p(f[:, self.log_mask_] / self.log_scale_[self.log_mask_])
         return f
@@ -176,7 +271,32 @@ class Preprocessor:
             raise InputError(f"Preprocessor.{what} called before fit; call fit(x, schema) first")
 
     def __repr__(self) -> str:
-        return f"Preprocessor(method={self.method!r})"
+        return (
+            f"Preprocessor(method={self.method!r}, representation={self.representation!r}, "
+            f"frame={self.frame!r})"
+        )
+
+
+def _log_mask(schema: Schema, method: str, representation: str) -> np.ndarray:
+    """The columns ``method`` log-scales in ``representation``: energy-like ones, not mass codes."""
+    mask = np.isin(np.array(schema.kinds), LOG_KINDS) & (method == "physics")
+    if representation == "mass":
+        mask[rep.coded_columns(schema)] = False
+    return mask
+
+
+def _stored_schema(saved: SavedState, schema: Schema | None) -> Schema:
+    """The schema a state stores as JSON; it must be ``schema`` when that is given."""
+    from eventgen.errors import EventgenError
+
+    text = str(saved.scalar("schema", "str"))
+    try:
+        stored = Schema.from_json(text)
+    except (EventgenError, ValueError, TypeError, KeyError, AttributeError):
+        raise saved.error("schema", "is not a schema written by eventgen") from None
+    if schema is not None and stored != schema:
+        raise saved.error("schema", f"is not the bundle's schema {schema.name!r} (columns or masses differ)")
+    return stored
 
 
 def _guard(std: np.ndarray, mean: np.ndarray) -> np.ndarray:

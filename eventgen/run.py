@@ -177,7 +177,8 @@ def run(
     if not stamps.fresh("simulate", sim_key, work / "train.parquet", work / "test.parquet"):
         _simulate(job, work, progress, workers)
         stamps.record("simulate", sim_key)
-    fit_key = stamps.key("fit", job.seed, job.fit_config, sim_key)
+    representation = {"representation": job.fit.representation, "frame": job.fit.frame}
+    fit_key = stamps.key("fit", job.seed, {**job.fit_config, **representation}, sim_key)
     if not stamps.fresh("fit", fit_key, work / "bundle"):
         _fit(job, work, progress, fit_key)
         stamps.record("fit", fit_key)

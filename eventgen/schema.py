@@ -4,11 +4,18 @@ A schema is what makes the engine schema-agnostic: preprocessing picks its trans
 column kind and the physics clean-up finds each object's ``(e, pt, eta, phi)`` columns
 through the ``obj`` field. Built-in schemas: ``ttbar`` (the prior art's 26 columns plus
 object counts) and ``zll``. A user schema is a YAML/JSON mapping, see :meth:`Schema.from_dict`.
+
+A schema may declare the known discrete masses of an object family (``masses``, in the unit
+of its energy columns): the leptons of the built-in schemas are electrons or muons, so their
+mass is 0.000511 or 0.105658 GeV. The mass representation (:mod:`eventgen.representation`)
+models such a family's mass as a discrete level instead of a continuous column.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -18,6 +25,7 @@ from eventgen.errors import ConfigError, InputError
 
 ColumnKind = Literal["energy", "pt", "eta", "phi", "count", "generic"]
 COLUMN_KINDS: tuple[str, ...] = get_args(ColumnKind)
+LEPTON_MASSES = (0.000511, 0.105658)  # GeV: electron, muon
 _DEFAULT_UNITS = {"energy": "GeV", "pt": "GeV", "eta": "", "phi": "rad", "count": "", "generic": ""}
 
 
@@ -56,10 +64,15 @@ class PhysicsObject:
 
 @dataclass(frozen=True)
 class Schema:
-    """An ordered set of columns. ``columns[i]`` describes column ``i`` of an event array."""
+    """An ordered set of columns. ``columns[i]`` describes column ``i`` of an event array.
+
+    ``masses`` holds ``(family, levels)`` pairs: the discrete masses (increasing, >= 0) that the
+    objects of a family can have, e.g. ``(("l", (0.000511, 0.105658)),)`` for electrons and muons.
+    """
 
     name: str
     columns: tuple[Column, ...]
+    masses: tuple[tuple[str, tuple[float, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]
@@ -73,6 +86,33 @@ class Schema:
                 raise ConfigError(
                     f"column {c.name!r} has unknown kind {c.kind!r}; choose one of {list(COLUMN_KINDS)}"
                 )
+        self._check_masses()
+
+    def _check_masses(self) -> None:
+        families = {o.family for o in self.objects() if o.e >= 0 and o.eta >= 0}
+        seen: set[str] = set()
+        for family, levels in self.masses:
+            if family not in families or family in seen:
+                raise ConfigError(
+                    f"schema {self.name!r} declares masses of {family!r}, which is "
+                    f"{'declared twice' if family in seen else 'not an object family with e, pt and eta columns'}"
+                    f"; declare masses once per family of {sorted(families)}"
+                )
+            seen.add(family)
+            ok = all(
+                isinstance(m, int | float) and not isinstance(m, bool) and math.isfinite(m) and m >= 0
+                for m in levels
+            )
+            if not levels or not ok or any(a >= b for a, b in itertools.pairwise(levels)):
+                raise ConfigError(
+                    f"schema {self.name!r}: the masses of {family!r} must be a non-empty, increasing list "
+                    f"of finite numbers >= 0, found {list(levels)}"
+                )
+
+    @property
+    def family_masses(self) -> dict[str, tuple[float, ...]]:
+        """The declared discrete masses of each family that has them."""
+        return dict(self.masses)
 
     @property
     def names(self) -> list[str]:
@@ -120,14 +160,20 @@ class Schema:
         return {fam: (objs, counts.get(fam, -1)) for fam, objs in grouped.items()}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "columns": [c.to_dict() for c in self.columns]}
+        out: dict[str, Any] = {"name": self.name, "columns": [c.to_dict() for c in self.columns]}
+        if self.masses:
+            out["masses"] = {family: list(levels) for family, levels in self.masses}
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Schema:
-        """Build a schema from ``{"name": str, "columns": [{"name", "kind", "unit"?, "obj"?}, ...]}``."""
+        """Build a schema from ``{"name": str, "columns": [{"name", "kind", "unit"?, "obj"?}, ...]}``.
+
+        An optional ``"masses": {family: [mass, ...]}`` declares a family's discrete masses.
+        """
         if not isinstance(data, dict) or "columns" not in data:
             raise ConfigError("a schema needs a 'columns' list of {name, kind[, unit, obj]} entries")
         if not isinstance(data["columns"], list):
@@ -157,7 +203,7 @@ class Schema:
                     entry.get("obj"),
                 )
             )
-        return cls(str(data.get("name", "custom")), tuple(columns))
+        return cls(str(data.get("name", "custom")), tuple(columns), _masses_of(data.get("masses")))
 
     @classmethod
     def from_json(cls, text: str) -> Schema:
@@ -180,6 +226,20 @@ class Schema:
     def difference(self, found: list[str]) -> tuple[list[str], list[str]]:
         """``(missing, unexpected)``: this schema's columns absent from ``found``, and the reverse."""
         return [n for n in self.names if n not in found], [n for n in found if n not in self.names]
+
+
+def _masses_of(data: Any) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """The ``masses`` entry of a schema mapping as ``(family, levels)`` pairs."""
+    if data is None:
+        return ()
+    if not isinstance(data, dict) or not all(
+        isinstance(v, list) and all(isinstance(m, int | float) and not isinstance(m, bool) for m in v)
+        for v in data.values()
+    ):
+        raise ConfigError(
+            f"a schema's 'masses' must map families to lists of masses, e.g. {{l: [0.000511, 0.105658]}}, found {data!r}"
+        )
+    return tuple((str(family), tuple(float(m) for m in levels)) for family, levels in data.items())
 
 
 def _field_of(column: Column) -> str | None:
@@ -208,12 +268,13 @@ def _ttbar() -> Schema:
     return Schema(
         "ttbar",
         (*_deepevents(), Column("n_jets", "count", "", "j"), Column("n_leptons", "count", "", "l")),
+        (("l", LEPTON_MASSES),),
     )
 
 
 def _zll() -> Schema:
     cols = _object_columns("l1") + _object_columns("l2") + [Column("n_leptons", "count", "", "l")]
-    return Schema("zll", tuple(cols))
+    return Schema("zll", tuple(cols), (("l", LEPTON_MASSES),))
 
 
 BUILTIN_SCHEMAS: dict[str, Schema] = {
@@ -252,6 +313,17 @@ def detect_schema(found: list[str], source: str) -> Schema | None:
 def _some(names: list[str], limit: int = 6) -> str:
     """A list of names for a message, cut after ``limit``."""
     return f"{names[:limit]}{'...' if len(names) > limit else ''}"
+
+
+def with_builtin_masses(schema: Schema) -> Schema:
+    """``schema``, or the built-in schema of its name when it has that schema's columns but no masses.
+
+    Files written before schemas declared masses store the built-in schemas without them.
+    """
+    builtin = BUILTIN_SCHEMAS.get(schema.name)
+    if schema.masses or builtin is None or builtin.columns != schema.columns:
+        return schema
+    return builtin
 
 
 def get_schema(spec: str | dict[str, Any] | Schema) -> Schema:

@@ -4,7 +4,8 @@ Each case changes one array of one ``.npz`` of a copy of ``tests/data/bundle`` (
 dtype or values, or the shape its npy header declares) and checks that loading raises a
 one-line BundleError naming the file and the array, never touching memory the bundle
 does not own. The fixture samples in mode buffer; the arrays of modes kde and gmm are
-fuzzed on variants of it that store those modes. A representative subset runs ``eventgen generate`` on the tampered bundle
+fuzzed on variants of it that store those modes, and the preprocessing of the mass
+representation in the canonical frame on a variant whose preprocess.npz stores that. A representative subset runs ``eventgen generate`` on the tampered bundle
 and checks exit code 2, one line on stderr, no traceback, no signal and no output.
 """
 
@@ -72,6 +73,21 @@ VARIANTS: dict[str, tuple[dict[str, object], dict[str, np.ndarray]]] = {
 }
 
 
+def _mass_preprocessing() -> dict[str, np.ndarray]:
+    """The state of the mass representation in the canonical frame, fitted on the fixture's sample."""
+    from eventgen.io import read_events
+    from eventgen.preprocess import Preprocessor
+    from eventgen.schema import get_schema
+
+    events = read_events(ROOT / "tests" / "data" / "ttbar_small.parquet").data
+    state = Preprocessor("physics", "mass", "canonical").fit(events, get_schema("ttbar")).get_state()
+    return {key: np.asarray(value) for key, value in state.items()}
+
+
+# Variants whose preprocess.npz is another preprocessing (bundle.json gets the schema it was fitted on).
+PREPROCESS_VARIANTS: dict[str, dict[str, np.ndarray]] = {"mass": _mass_preprocessing()}
+
+
 def _first(a: np.ndarray, value: object, dtype: type | None = None) -> np.ndarray:
     """A copy of ``a`` (as ``dtype``) whose first element is ``value``."""
     out = np.array(a, dtype=dtype or a.dtype)
@@ -134,6 +150,7 @@ MUTATIONS = {
     for variant, files in [
         ("", ORIGINAL),
         *((variant, {"buffer.npz": arrays}) for variant, (_, arrays) in VARIANTS.items()),
+        *((variant, {"preprocess.npz": arrays}) for variant, arrays in PREPROCESS_VARIANTS.items()),
     ]
     for name, arrays in files.items()
     for key, a in arrays.items()
@@ -147,7 +164,7 @@ HEADERS: dict[str, Callable[[tuple[int, ...]], tuple[int, ...]]] = {
 def _tampered(tmp_path: Path, variant: str, name: str, key: str, mutation: str) -> Path:
     """A copy of the fixture bundle (or its ``variant``) with array ``key`` of file ``name`` changed."""
     bundle = _variant(tmp_path, variant)
-    arrays = {**ORIGINAL[name], **(VARIANTS[variant][1] if variant and name == "buffer.npz" else {})}
+    arrays = {**ORIGINAL[name], **_variant_arrays(variant, name)}
     if mutation in HEADERS:
         np.savez(bundle / name, **arrays)
         _declare_shape(bundle / name, key, HEADERS[mutation](arrays[key].shape))
@@ -157,11 +174,27 @@ def _tampered(tmp_path: Path, variant: str, name: str, key: str, mutation: str) 
     return bundle
 
 
+def _variant_arrays(variant: str, name: str) -> dict[str, np.ndarray]:
+    """The arrays of file ``name`` that ``variant`` replaces (none for the fixture itself)."""
+    if variant in VARIANTS and name == "buffer.npz":
+        return VARIANTS[variant][1]
+    if variant in PREPROCESS_VARIANTS and name == "preprocess.npz":
+        return PREPROCESS_VARIANTS[variant]
+    return {}
+
+
 def _variant(tmp_path: Path, variant: str) -> Path:
-    """A copy of the fixture bundle, sampling in the mode of ``variant`` when given."""
+    """A copy of the fixture bundle, sampling in the mode of ``variant`` or with its preprocessing."""
     bundle = tmp_path / "bundle"
     shutil.copytree(FIXTURE, bundle)
-    if variant:
+    if variant in PREPROCESS_VARIANTS:
+        from eventgen.schema import get_schema
+
+        meta = json.loads((bundle / "bundle.json").read_text())
+        meta["schema"] = get_schema("ttbar").to_dict()
+        (bundle / "bundle.json").write_text(json.dumps(meta))
+        np.savez(bundle / "preprocess.npz", **PREPROCESS_VARIANTS[variant])
+    elif variant:
         settings, arrays = VARIANTS[variant]
         meta = json.loads((bundle / "bundle.json").read_text())
         meta["sampling"].update(settings)
@@ -200,18 +233,22 @@ CASES = [
 
 def test_every_array_is_covered() -> None:
     assert {key for _, name, key in MUTATIONS} >= {key for _, key in MUST_NOT_BE_NEGATIVE | INDICES}
-    assert sum(len(arrays) for arrays in ORIGINAL.values()) + 4 == len(MUTATIONS) > 30
+    assert sum(len(arrays) for arrays in ORIGINAL.values()) + 4 + 9 == len(MUTATIONS) > 30
+    assert {"representation", "frame", "schema"} <= {
+        key for variant, _, key in MUTATIONS if variant == "mass"
+    }
     assert all({"extra_row", "complex", "object"} <= set(m) for m in MUTATIONS.values())
 
 
-@pytest.mark.parametrize("variant", ["", *VARIANTS])
+@pytest.mark.parametrize("variant", ["", *VARIANTS, *PREPROCESS_VARIANTS])
 def test_untampered_bundle_loads(tmp_path: Path, variant: str) -> None:
     bundle = _variant(tmp_path, variant)
     for name in NPZ_FILES:  # rewriting the arrays unchanged keeps the bundle valid
-        if not (variant and name == "buffer.npz"):
+        if not _variant_arrays(variant, name):
             np.savez(bundle / name, **ORIGINAL[name])
     loaded = Bundle.load(bundle)
-    assert loaded.buffer.settings.mode == (variant or "buffer")
+    assert loaded.buffer.settings.mode == (variant if variant in VARIANTS else "buffer")
+    assert loaded.preprocessor.representation == ("mass" if variant in PREPROCESS_VARIANTS else "energy")
     assert np.all(np.isfinite(loaded.buffer.sample(100, 0)))
 
 
@@ -237,6 +274,7 @@ CLI_CASES = [
         ("gmm", "buffer.npz", "gmm_means", "missing_row"),
         ("", "preprocess.npz", "mean", "nan"),
         ("", "preprocess.npz", "log_mask", "flipped"),
+        ("mass", "preprocess.npz", "schema", "renamed"),
         ("", "model.npz", "to_output.weight", "transposed"),
         ("", "model.npz", "decoder.0.bias", "header_one_more"),
         ("", "model.npz", "encoder.0.weight", "object"),

@@ -192,6 +192,7 @@ def test_fit_and_info_on_the_committed_sample(tmp_path: Path) -> None:
         "latent 20, 6 x 128 elu residual",
         "1 epochs",
         "3000 events",
+        "physics, mass representation, canonical frame",  # the defaults of new fits
     ):
         assert expected in info.stdout
     again = run_cli(*args, cwd=tmp_path)

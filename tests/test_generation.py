@@ -62,6 +62,29 @@ def test_writes_physical_events_with_metadata(bundle: Bundle, tmp_path: Path, su
     assert physicality(table.data, bundle.schema, bundle.cleanup.pt_min_)["all"] == 1.0
 
 
+def test_generated_objects_have_physical_masses(bundle: Bundle, tmp_path: Path) -> None:
+    """The default representation: every mass >= 0 and finite, leptons exactly electrons or muons."""
+    from eventgen.schema import LEPTON_MASSES
+
+    assert (bundle.preprocessor.representation, bundle.preprocessor.frame) == ("mass", "canonical")
+    generate(bundle, 20_000, tmp_path / "g.parquet", seed=2, device="cpu")
+    events, schema = read_events(tmp_path / "g.parquet").data, bundle.schema
+    assert physicality(events, schema, bundle.cleanup.pt_min_)["all"] == 1.0
+    for o in schema.objects():
+        e, pt, eta = (events[:, c].astype(np.float64) for c in (o.e, o.pt, o.eta))
+        m2 = e**2 - (pt * np.cosh(eta)) ** 2
+        present = pt > 0
+        assert np.all(np.isfinite(m2)) and np.all(m2[present] >= -1e-6 * e[present] ** 2)
+        if o.family == "l":
+            as_e, as_mu = (np.sqrt(m**2 + (pt * np.cosh(eta)) ** 2).astype(np.float32) for m in LEPTON_MASSES)
+            flavour = (events[:, o.e] == as_e) | (events[:, o.e] == as_mu)
+            assert present.sum() > 1000 and np.all(flavour[present])
+    # the symmetries are put back: the leading jet's azimuth is uniform, its eta symmetric
+    phi, eta = events[:, schema.index("j1_phi")], events[:, schema.index("j1_eta")]
+    assert np.histogram(phi, bins=8, range=(-np.pi, np.pi))[0].min() > 0.8 * len(events) / 8
+    assert abs(np.mean(eta > 0) - 0.5) < 0.02
+
+
 def test_same_events_for_any_batch_size_and_thread_count(bundle: Bundle, tmp_path: Path) -> None:
     runs = {
         "a.parquet": {"batch_size": 1000, "threads": 1},

@@ -86,6 +86,14 @@ def test_main_job_runs_and_skips_finished_stages(tmp_path: Path, caplog: pytest.
         ("evaluate: {max_events: 5}\n", "evaluate.max_events must be at least 10"),
         ("evaluate: {gmm_components: 0}\n", "evaluate.gmm_components must be at least 1"),
         ("seed: true\n", "seed must be a non-negative integer"),
+        (
+            "fit: {representation: momentum}\n",
+            r"^run.yaml: fit: representation must be one of \['energy', 'mass'\], found 'momentum'$",
+        ),
+        (
+            "fit: {frame: rest}\n",
+            r"^run.yaml: fit: frame must be one of \['lab', 'canonical'\], found 'rest'$",
+        ),
     ],
 )
 def test_run_config_errors(tmp_path: Path, text: str, match: str) -> None:
@@ -101,6 +109,7 @@ def test_default_config_loads() -> None:
     assert job.fit.buffer.sampling == SamplingSettings(mode="buffer", alpha=1.0, gamma=0.05)
     assert job.generate.sampling == SamplingSettings(alpha=1.0, gamma=0.125)  # the fit's, overridden
     assert job.evaluate.baselines == ("smear", "kde", "gmm", "prior")
+    assert (job.fit.representation, job.fit.frame) == ("mass", "canonical")  # the defaults of new fits
 
 
 def test_generate_overrides_apply_to_the_fit_sampling(tmp_path: Path) -> None:

@@ -192,6 +192,34 @@ def test_denoised_events_are_physical(bundle: Bundle, table: EventTable) -> None
     assert physicality(out, table.schema)["all"] == 1.0
 
 
+def test_denoise_returns_each_event_in_its_own_frame(bundle: Bundle, table: EventTable) -> None:
+    """The bundle models the canonical frame; a turned and mirrored event is denoised turned and mirrored."""
+    from eventgen.representation import wrap
+
+    assert bundle.preprocessor.frame == "canonical"
+    schema = table.schema
+    events = table.data[:1000]
+    n_objects = (events[:, [o.pt for o in schema.objects()]] > 0).sum(axis=1)
+    events = events[n_objects >= 2]  # the frame of an event with fewer objects is not unique
+    phi, eta = schema.indices_of_kind("phi"), schema.indices_of_kind("eta")
+    present = events[:, phi] != 0  # no object sits exactly at phi = 0 in this sample
+    turned = events.copy()
+    turned[:, phi] = np.where(present, wrap(-events[:, phi].astype(np.float64) + 1.0), 0.0)
+    turned[:, eta] = -events[:, eta]
+    out, out_turned = denoise(bundle, events), denoise(bundle, turned)
+    expected = np.where(out[:, phi] != 0, wrap(-out[:, phi].astype(np.float64) + 1.0), 0.0)
+    np.testing.assert_allclose(wrap(out_turned[:, phi] - expected), 0.0, atol=1e-4)
+    np.testing.assert_allclose(out_turned[:, eta], -out[:, eta], atol=1e-4)
+    others = np.setdiff1d(np.arange(len(schema)), np.r_[phi, eta])
+    np.testing.assert_allclose(out_turned[:, others], out[:, others], rtol=1e-4, atol=1e-3)
+    # the leading object keeps its own azimuth (a random frame would spread it over 2 pi)
+    lead = np.argmax(events[:, [o.pt for o in schema.objects()]], axis=1)
+    lead_phi = np.array([o.phi for o in schema.objects()])[lead]
+    rows = np.arange(len(events))
+    shift = np.abs(wrap(out[rows, lead_phi].astype(np.float64) - events[rows, lead_phi]))
+    assert np.median(shift) < 0.3
+
+
 def test_add_noise_leaves_absent_objects_and_counts_alone(table: EventTable) -> None:
     clean = table.data[:1000]
     noisy = add_noise(clean, table.schema, np.random.default_rng(5))

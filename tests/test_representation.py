@@ -1,0 +1,241 @@
+"""The mass representation and the canonical frame: exact round trips, the clean-up's inverse, the draws."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eventgen.cleanup import PhysicsCleanup
+from eventgen.components import BLOCK
+from eventgen.errors import BundleError, ConfigError, InputError
+from eventgen.io import EventTable, read_events
+from eventgen.metrics import physicality
+from eventgen.preprocess import Preprocessor
+from eventgen.representation import (
+    event_frames,
+    level_codes,
+    symmetry_draws,
+    to_frame,
+    to_masses,
+    wrap,
+)
+from eventgen.schema import LEPTON_MASSES, Schema, get_schema
+
+TTBAR = get_schema("ttbar")
+OPTIONS = [(r, f) for r in ("energy", "mass") for f in ("lab", "canonical")]
+
+
+@pytest.fixture(scope="module", params=["ttbar_small.parquet", "zll_small.parquet"])
+def table(request: pytest.FixtureRequest) -> EventTable:
+    return read_events(Path(__file__).parent / "data" / request.param)
+
+
+def _mass2(events: np.ndarray, schema: Schema, obj: str) -> np.ndarray:
+    e, pt, eta = (events[:, schema.index(f"{obj}_{q}")].astype(np.float64) for q in ("e", "pt", "eta"))
+    return e**2 - (pt * np.cosh(eta)) ** 2
+
+
+def _lepton_energies(events: np.ndarray, schema: Schema, obj: str) -> tuple[np.ndarray, np.ndarray]:
+    """The float32 energies of lepton ``obj`` as an electron and as a muon, from its pT and η."""
+    pt, eta = (events[:, schema.index(f"{obj}_{q}")].astype(np.float64) for q in ("pt", "eta"))
+    p = pt * np.cosh(eta)
+    return tuple(np.sqrt(m**2 + p**2).astype(np.float32) for m in LEPTON_MASSES)  # type: ignore[return-value]
+
+
+def test_files_of_builtin_schemas_declare_the_lepton_masses(table: EventTable) -> None:
+    assert table.schema.family_masses == {"l": LEPTON_MASSES}
+    assert Schema.from_dict(table.schema.to_dict()) == table.schema
+    assert "masses" not in get_schema("deepevents").to_dict()  # schemas without masses serialise as before
+
+
+@pytest.mark.parametrize(("representation", "frame"), OPTIONS)
+def test_round_trip_reproduces_events(table: EventTable, representation: str, frame: str) -> None:
+    x = table.data
+    pre = Preprocessor("physics", representation, frame).fit(x, table.schema)  # type: ignore[arg-type]
+    y = pre.transform(x)
+    assert y.dtype == np.float32 and np.isfinite(y).all()
+    frames = pre.event_frames(x)
+    back = pre.inverse_transform(y, frames)
+    np.testing.assert_array_equal(back == 0, x == 0)  # absent objects exactly 0, present ones not
+    np.testing.assert_allclose(back, x, rtol=1e-6, atol=2e-6)
+    if frame == "canonical":
+        assert set(np.unique(frames[:, 1])) == set(np.unique(frames[:, 2])) == {-1.0, 1.0}  # both mirrors
+    # the same through the clean-up's compiled inverse (E rebuilt there, frames applied there)
+    cleanup = PhysicsCleanup().fit(x, table.schema)
+    rows = np.ascontiguousarray(pre.inverse_features(y))
+    events = cleanup.apply(rows, representation=pre.representation, frames=frames)
+    np.testing.assert_allclose(events, x, rtol=1e-6, atol=2e-6)
+
+
+def test_leptons_keep_their_flavour_through_the_mass_codes(table: EventTable) -> None:
+    x = table.data
+    pre = Preprocessor("physics", "mass", "canonical").fit(x, table.schema)
+    cleanup = PhysicsCleanup().fit(x, table.schema)
+    events = cleanup.apply(
+        np.ascontiguousarray(pre.inverse_features(pre.transform(x))),
+        representation="mass",
+        frames=pre.event_frames(x),
+    )
+    for obj in ("l1", "l2"):
+        col = table.schema.index(f"{obj}_e")
+        present = events[:, table.schema.index(f"{obj}_pt")] > 0
+        as_e, as_mu = _lepton_energies(events, table.schema, obj)
+        electron, muon = events[:, col] == as_e, events[:, col] == as_mu
+        assert np.all((electron | muon)[present])
+        was_muon = _mass2(x, table.schema, obj) > 0.5 * sum(m**2 for m in LEPTON_MASSES)
+        np.testing.assert_array_equal(muon[present & (as_e != as_mu)], was_muon[present & (as_e != as_mu)])
+
+
+def test_mass_codes_are_robust_to_float32_rounding(rng: np.random.Generator) -> None:
+    """Leptons built in float64 and stored as float32 keep their flavour where float32 resolves it.
+
+    The muon's E - pT cosh(eta) = m^2 / 2E is ~6e-5 GeV at 93 GeV, several float32 steps; the
+    electron's mass computed from the float32 columns is rounding noise of that size.
+    """
+    n = 2000
+    x = np.zeros((n, len(TTBAR)))
+    pt, eta = rng.uniform(10, 60, n), rng.uniform(-1, 1, n)
+    mass = np.where(rng.random(n) < 0.5, *LEPTON_MASSES)
+    for q, values in (("e", np.sqrt(mass**2 + (pt * np.cosh(eta)) ** 2)), ("pt", pt), ("eta", eta)):
+        x[:, TTBAR.index(f"l1_{q}")] = values
+    stored = x.astype(np.float32).astype(np.float64)
+    noise = np.sqrt(np.abs(_mass2(stored, TTBAR, "l1")))[mass == LEPTON_MASSES[0]]
+    assert noise.max() > 10 * LEPTON_MASSES[0]  # the electron mass itself is lost in float32
+    to_masses(stored, TTBAR)
+    np.testing.assert_array_equal(
+        stored[:, TTBAR.index("l1_e")], np.where(mass == LEPTON_MASSES[0], -1.0, 1.0)
+    )
+    np.testing.assert_array_equal(stored[:, TTBAR.index("l2_e")], 0.0)  # absent: exactly 0
+    np.testing.assert_array_equal(level_codes(3), [-1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(level_codes(1), [0.0])
+
+
+def test_canonical_frame_divides_out_the_symmetries(table: EventTable, rng: np.random.Generator) -> None:
+    x = table.data.astype(np.float64)
+    schema = table.schema
+    objects = [o for o in schema.objects() if o.phi >= 0]
+    canonical = x.copy()
+    to_frame(canonical, event_frames(x, schema), schema)
+    pts = canonical[:, [o.pt for o in objects]]
+    order = np.argsort(-pts, axis=1, kind="stable")
+    rows = np.arange(len(x))
+    lead, second = (np.array([o.phi for o in objects])[order[:, k]] for k in (0, 1))
+    np.testing.assert_allclose(canonical[rows, lead], 0.0, atol=1e-12)
+    assert np.all(canonical[rows, second] >= 0)
+    assert np.all(canonical[rows, np.array([o.eta for o in objects])[order[:, 0]]] >= 0)
+    np.testing.assert_array_equal(canonical[x == 0], 0.0)  # absent objects stay 0
+    # a turned and mirrored copy of an event has the same canonical form
+    psi = rng.uniform(-np.pi, np.pi, len(x))
+    signs = np.where(rng.random((len(x), 2)) < 0.5, -1.0, 1.0)
+    turned = x.copy()
+    phi_cols, eta_cols = schema.indices_of_kind("phi"), schema.indices_of_kind("eta")
+    present = {o.phi: o.pt for o in objects}
+    for c in phi_cols:
+        moved = wrap(signs[:, [0]][:, 0] * x[:, c] + psi)
+        turned[:, c] = np.where(x[:, present[c]] > 0, moved, 0.0) if c in present else moved
+    turned[:, eta_cols] *= signs[:, [1]]
+    again = turned.copy()
+    to_frame(again, event_frames(turned, schema), schema)
+    determined = (pts > 0).sum(axis=1) >= 2  # with fewer objects the frame is not unique
+    assert determined.mean() > 0.8
+    np.testing.assert_allclose(again[determined], canonical[determined], atol=1e-9)
+
+
+def test_symmetry_draws_depend_only_on_the_position() -> None:
+    whole = symmetry_draws(7, 0, 3 * BLOCK + 5)
+    parts = np.concatenate(
+        [symmetry_draws(7, a, b) for a, b in [(0, 10), (10, BLOCK + 1), (BLOCK + 1, 3 * BLOCK + 5)]]
+    )
+    np.testing.assert_array_equal(parts, whole)
+    np.testing.assert_array_equal(symmetry_draws(7, 100, 200), whole[100:200])
+    assert not np.array_equal(symmetry_draws(8, 0, 100), whole[:100])
+    assert np.all((whole[:, 0] > -np.pi) & (whole[:, 0] <= np.pi))
+    assert set(np.unique(whole[:, 1:])) == {-1.0, 1.0}
+    n = len(whole)  # fixed seed: uniform ψ and fair signs within 5 standard deviations
+    assert abs(whole[:, 0].mean()) < 5 * np.pi / np.sqrt(3 * n)
+    assert np.all(np.abs(whole[:, 1:].mean(axis=0)) < 5 / np.sqrt(n))
+
+
+def test_energy_is_rebuilt_after_the_eta_clip_and_codes_are_not_clamped() -> None:
+    x = read_events(Path(__file__).parent / "data" / "ttbar_small.parquet").data
+    cleanup = PhysicsCleanup().fit(x, TTBAR)
+    eta, l1 = TTBAR.index("j1_eta"), TTBAR.index("l1_e")
+    rows = np.zeros((2, len(TTBAR)), np.float32)
+    rows[:, TTBAR.index("j1_pt")] = 50.0
+    rows[:, eta] = 2 * cleanup.eta_max_[eta]  # beyond the training range: clipped
+    rows[:, TTBAR.index("j1_e")] = 10.0  # the jet's mass
+    rows[:, TTBAR.index("l1_pt")] = 40.0
+    rows[:, l1] = [-1.0, 0.9]  # codes: an electron, a muon
+    out = cleanup.apply(rows.copy(), representation="mass")
+    assert np.all(out[:, eta] == np.float32(cleanup.eta_max_[eta]))
+    np.testing.assert_allclose(np.sqrt(_mass2(out, TTBAR, "j1")), 10.0, rtol=1e-3)
+    as_e, as_mu = _lepton_energies(out, TTBAR, "l1")
+    np.testing.assert_array_equal(out[:, l1], [as_e[0], as_mu[1]])
+    energy = cleanup.apply(rows.copy())  # the same rows read as energies: E >= pT cosh(eta)
+    assert np.all(
+        energy[:, l1]
+        == energy[:, TTBAR.index("l1_pt")] * np.float32(np.cosh(energy[:, TTBAR.index("l1_eta")]))
+    )
+
+
+def test_clean_up_turns_rows_into_their_frames(table: EventTable) -> None:
+    x = table.data
+    cleanup = PhysicsCleanup().fit(x, table.schema)
+    frames = np.zeros((len(x), 3))
+    frames[:, 0], frames[:, 1], frames[:, 2] = 3.0, -1.0, -1.0
+    out = cleanup.apply(x.copy(), frames=frames)
+    phi = table.schema.indices_of_kind("phi")
+    eta = table.schema.indices_of_kind("eta")
+    present = x[:, phi] != 0
+    expected = wrap(3.0 - x[:, phi].astype(np.float64)).astype(np.float32)
+    np.testing.assert_allclose(out[:, phi][present], expected[present], atol=1e-6)
+    np.testing.assert_array_equal(out[:, eta], -x[:, eta])
+    assert physicality(out, table.schema)["all"] == 1.0
+    with pytest.raises(InputError, match=r"frames must be a C-contiguous float64 array of shape \(\d+, 3\)"):
+        cleanup.apply(x.copy(), frames=frames[:-1])
+    with pytest.raises(InputError, match="unknown representation 'momentum'; choose one of"):
+        cleanup.apply(x.copy(), representation="momentum")  # type: ignore[arg-type]
+
+
+def test_state_round_trip_and_checks(table: EventTable, tmp_path: Path) -> None:
+    x = table.data
+    pre = Preprocessor("physics", "mass", "canonical").fit(x, table.schema)
+    state = pre.get_state()
+    np.savez(tmp_path / "p.npz", **state)
+    with np.load(tmp_path / "p.npz", allow_pickle=False) as stored:
+        for schema in (None, table.schema):
+            again = Preprocessor.from_state(dict(stored), schema)
+            assert (again.representation, again.frame) == ("mass", "canonical")
+            np.testing.assert_array_equal(again.transform(x), pre.transform(x))
+            np.testing.assert_array_equal(
+                again.inverse_transform(pre.transform(x), pre.event_frames(x)),
+                pre.inverse_transform(pre.transform(x), pre.event_frames(x)),
+            )
+    legacy = Preprocessor().fit(x, table.schema).get_state()
+    assert "representation" not in legacy and "schema" not in legacy
+    assert Preprocessor.from_state(legacy).representation == "energy"
+    with pytest.raises(
+        BundleError, match="array 'representation' names an unknown representation 'momentum'"
+    ):
+        Preprocessor.from_state({**state, "representation": np.asarray("momentum")})
+    with pytest.raises(BundleError, match="array 'schema' is not a schema written by eventgen"):
+        Preprocessor.from_state({**state, "schema": np.asarray("{not json")})
+    other = Schema(table.schema.name, table.schema.columns)  # no declared masses
+    with pytest.raises(BundleError, match="array 'schema' is not the bundle's schema"):
+        Preprocessor.from_state(state, other)
+    with pytest.raises(BundleError, match=r"lacks \['frame', 'schema'\]"):
+        Preprocessor.from_state({k: v for k, v in state.items() if k not in ("frame", "schema")})
+    with pytest.raises(ConfigError, match=r"unknown frame 'rest'; choose one of \['lab', 'canonical'\]"):
+        Preprocessor("physics", "mass", "rest").fit(x, table.schema)  # type: ignore[arg-type]
+
+
+def test_schema_masses_are_checked() -> None:
+    columns = TTBAR.to_dict()["columns"]
+    with pytest.raises(ConfigError, match="declares masses of 'x', which is not an object family"):
+        Schema.from_dict({"columns": columns, "masses": {"x": [1.0]}})
+    with pytest.raises(ConfigError, match="masses of 'l' must be a non-empty, increasing list"):
+        Schema.from_dict({"columns": columns, "masses": {"l": [0.1, 0.01]}})
+    with pytest.raises(ConfigError, match="'masses' must map families to lists of masses"):
+        Schema.from_dict({"columns": columns, "masses": ["l"]})
