@@ -462,7 +462,7 @@ class ROOT(EventFormat):
     name = "root"
     label = "ROOT"
     suffixes = (".root",)
-    compressions: ClassVar[tuple[str, ...]] = ("zstd", "lz4", "zlib", "lzma", "none")
+    compressions = ("zstd", "lz4", "zlib", "lzma", "none")
 
     def require(self) -> None:
         _uproot(OutputError, "writing")
