@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -205,7 +206,23 @@ def _existing(path: str | Path) -> tuple[Path, EventFormat]:
     fmt = input_format(path)
     if not path.exists():
         raise InputError(f"input file {str(path)!r} does not exist; check the path")
+    if not path.is_file():  # a device or a pipe could be read forever
+        raise InputError(f"input {str(path)!r} is {file_kind(path)}, not an event file; check the path")
     return path, fmt
+
+
+def file_kind(path: Path) -> str:
+    """What a path that is not a regular file is, for messages: ``"a folder"``, ``"a character device"``."""
+    mode = path.stat().st_mode
+    kinds = {
+        stat.S_ISDIR: "a folder",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISFIFO: "a pipe",
+        stat.S_ISSOCK: "a socket",
+    }
+    what = next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+    return f"a link to {what}" if path.is_symlink() else what
 
 
 def _open(path: str | Path, schema: Schema | None) -> _Input:

@@ -67,6 +67,8 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (linked / "model.npz").unlink()
     (linked / "model.npz").symlink_to(folder / "notes.txt")
     (folder / "run.yaml").write_text("workdir: ro/work\n")
+    (folder / "zero.csv").symlink_to("/dev/zero")  # endless: reading it would never end
+    shutil.copy(TTBAR, folder / "binary.yaml")
     return folder
 
 
@@ -116,6 +118,15 @@ def _cases() -> dict[str, tuple[list[str], str]]:
         "evaluate-metadata-list": (
             ["evaluate", "--generated", t, "--reference", "{in}/listed.parquet", "-o", "r"],
             "holding a JSON list",
+        ),
+        "score-input-is-a-device": (
+            ["score", b, "{in}/zero.csv", "-o", "s.parquet"],
+            "is a link to a character device, not an event file",
+        ),
+        "fit-config-is-binary": (["fit", "{in}/binary.yaml", "--data", t], "is not a text file"),
+        "score-schema-is-binary": (
+            ["score", b, t, "--schema", "{in}/binary.yaml", "-o", "s.parquet"],
+            "is not a text file",
         ),
         # a read-only output folder, in every subcommand that writes
         "simulate-read-only": (["simulate", "zll", "-n", "10", "-o", "ro/z.parquet"], ro),
