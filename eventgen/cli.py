@@ -283,6 +283,9 @@ def _check_bundle_output(output: Path, overwrite: bool) -> None:
                 "bundle; choose another name"
             ) from None
     check_writable(output)
+    inside = next((p for p in output.resolve().parents if (p / "bundle.json").is_file()), None)
+    if inside is not None:
+        _outside_bundle(str(output), str(inside))
 
 
 def _outside_bundle(output: str, bundle: str) -> None:

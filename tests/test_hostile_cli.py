@@ -217,6 +217,7 @@ def _cases() -> dict[str, tuple[list[str], str]]:
         "is inside the bundle",
     )
     cases["decode-into-the-bundle"] = (["decode", inside, t, "-o", f"{inside}/d.h5"], "is inside the bundle")
+    cases["fit-into-a-bundle"] = (["fit", cfg, "--data", t, "-o", f"{inside}/b"], "is inside the bundle")
     cases["explore-into-the-bundle"] = (["explore", inside, "-o", inside], "is inside the bundle")
     return cases
 
