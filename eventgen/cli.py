@@ -428,6 +428,8 @@ def _generate(args: argparse.Namespace) -> None:
         result.seconds,
         result.events_per_second,
     )
+    if result.regenerated:
+        log.info("%d finished shards failed verification and were written again", result.regenerated)
 
 
 @command("evaluate")

@@ -33,7 +33,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +44,12 @@ import numpy as np
 
 from eventgen import __version__
 from eventgen.buffer import BLOCK
-from eventgen.dataset import Dataset, Shard, ShardPlan, run_shards
+from eventgen.dataset import MANIFEST, Dataset, Shard, ShardPlan, run_shards
 from eventgen.decode import CHUNK
 from eventgen.errors import BundleError, ConfigError, OutputError
 from eventgen.io import EventWriter
 from eventgen.normalisation import UNIT, Normalisation, normalisation
+from eventgen.outputs import check_room
 from eventgen.sampling import SamplingSpec
 from eventgen.schema import Column, Schema
 
@@ -76,6 +77,7 @@ class GenerateResult:
     n_generated: int
     seconds: float
     shards: int
+    regenerated: int = 0  # finished shards that failed verification on resume and were written again
 
     @property
     def events_per_second(self) -> float:
@@ -192,12 +194,12 @@ class EventSource:
         at one intra-op thread per worker, the cores never wait on each other inside an operation.
         """
         aligned = max(BLOCK, batch_size // BLOCK * BLOCK)
-        edges = [*range(start // BLOCK * BLOCK, stop, aligned), stop]
-        spans = [(a, b, max(a, start)) for a, b in itertools.pairwise(edges)]
+        edges = itertools.chain(range(start // BLOCK * BLOCK, stop, aligned), [stop])
+        spans = ((a, b, max(a, start)) for a, b in itertools.pairwise(edges))  # lazily: memory is O(1) in n
         yield from _ordered_map(lambda span: self.batch(*span), spans, workers)
 
 
-def _ordered_map(func: Callable[[T], R], items: list[T], workers: int) -> Iterator[R]:
+def _ordered_map(func: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
     """``map(func, items)`` on a pool of ``workers`` threads, in order, at most ``2 * workers`` ahead."""
     if workers <= 1:
         yield from map(func, items)
@@ -310,6 +312,10 @@ def generate(
     source = shared.source(options if executor is None else dataclasses.replace(options, device="cpu"))
     norm = source.normalisation(n_events, options.weight_column)
     meta = source.run_metadata(n_events, norm)
+    n_columns = len(output_schema(bundle, sampling.selection == "weighted", options.weight_column))
+    # a resumed dataset is checked for what it has left to write
+    if dataset is None or not (options.resume and (dataset.directory / MANIFEST).exists()):
+        check_room(n_events, n_columns, output.resolve().parent)
     torch_threads = _torch_threads()
     t0 = time.perf_counter()
     bar = _progress(n_events, progress)
@@ -320,14 +326,14 @@ def generate(
             writer = _Writer(output, source.schema, meta, options.fmt, options.compression, options.overwrite)
             with writer:
                 _fill(writer, source, (0, n_events), options.batch_size, workers, bar.update)
-            n_new, n_shards = n_events, 1
+            n_new, n_shards, regenerated = n_events, 1, 0
         else:
-            n_new = _generate_dataset(shared, dataset, meta, options, executor, bar)
+            n_new, regenerated = _generate_dataset(shared, dataset, meta, options, executor, bar, n_columns)
             n_shards = dataset.plan.n_shards
     finally:
         bar.close()
         _torch_threads(torch_threads)
-    return GenerateResult(output, n_events, n_new, time.perf_counter() - t0, n_shards)
+    return GenerateResult(output, n_events, n_new, time.perf_counter() - t0, n_shards, regenerated)
 
 
 def _generate_dataset(
@@ -337,24 +343,32 @@ def _generate_dataset(
     options: GenerateOptions,
     executor: Executor | None,
     bar: tqdm[NoReturn],
-) -> int:
-    """Write the dataset's missing shards, recording each in the manifest as it arrives; returns their events."""
-    manifest = dataset.open(meta, resume=options.resume, overwrite=options.overwrite)
-    bar.update(manifest.n_events)
-    writer = ShardWriter(shared, dataset, meta, options)
-    if executor is None:
-        task = functools.partial(writer, threads=options.threads, advance=bar.update)
-    else:
-        task = functools.partial(writer, threads=options.threads or 1)
-    n_new = 0
-    with contextlib.closing(run_shards(task, manifest.missing(dataset.plan), executor)) as shards:
-        for shard in shards:
-            manifest.record(shard)
-            n_new += shard.n_events
-            if executor is not None:
-                bar.update(shard.n_events)
-    dataset.remove_temporary_files()  # a worker that died mid-shard leaves one; every shard is done now
-    return n_new
+    n_columns: int,
+) -> tuple[int, int]:
+    """Write the dataset's missing shards, recording each in the manifest as it arrives.
+
+    Returns their events and the number of finished shards that failed verification on resume
+    (written again with them). The run claims the directory while it writes.
+    """
+    with dataset.claim():
+        manifest = dataset.open(meta, resume=options.resume, overwrite=options.overwrite)
+        if manifest.shards:
+            check_room(dataset.plan.n_events - manifest.n_events, n_columns, dataset.directory)
+        bar.update(manifest.n_events)
+        writer = ShardWriter(shared, dataset, meta, options)
+        if executor is None:
+            task = functools.partial(writer, threads=options.threads, advance=bar.update)
+        else:
+            task = functools.partial(writer, threads=options.threads or 1)
+        n_new = 0
+        with contextlib.closing(run_shards(task, manifest.missing(dataset.plan), executor)) as shards:
+            for shard in shards:
+                manifest.record(shard)
+                n_new += shard.n_events
+                if executor is not None:
+                    bar.update(shard.n_events)
+        dataset.remove_temporary_files()  # a worker that died mid-shard leaves one; every shard is done now
+    return n_new, len(manifest.damaged)
 
 
 @dataclass(frozen=True, eq=False)
@@ -378,7 +392,9 @@ class ShardWriter:
         start, stop = self.dataset.plan.span(k)
         meta = {**self.meta, "shard": k, "first_event": start}
         path = self.dataset.shard_path(k)
-        with _Writer(path, source.schema, meta, self.dataset.fmt, self.options.compression, True) as writer:
+        with _Writer(
+            path, source.schema, meta, self.dataset.fmt, self.options.compression, True, claim=False
+        ) as writer:
             _fill(writer, source, (start, stop), self.options.batch_size, workers, advance)
         return self.dataset.finished(k)
 
@@ -480,8 +496,11 @@ class _Writer:
         fmt: str | None,
         compression: str | None,
         overwrite: bool,
+        claim: bool = True,
     ) -> None:
-        self._writer = EventWriter(path, schema, meta, fmt=fmt, overwrite=overwrite, compression=compression)
+        self._writer = EventWriter(
+            path, schema, meta, fmt=fmt, overwrite=overwrite, compression=compression, claim=claim
+        )
         self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="eventgen-writer", daemon=True)

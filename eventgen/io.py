@@ -10,7 +10,9 @@ is reported with its column and event number. The stages that take a table (fit 
 preprocessing and training, evaluate) use its events as they are.
 
 Writers write to a temporary name beside the target and rename it when closed without
-error; an existing target is never replaced unless ``overwrite=True``.
+error; an existing target is never replaced unless ``overwrite=True``. A writer claims its
+target for as long as it writes (:class:`eventgen.outputs.OutputClaim`), so a second writer
+of the same path is refused, and it removes the temporary files that killed writers left.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from eventgen.errors import ConfigError, InputError, OutputError
+from eventgen.errors import ConfigError, EventgenError, InputError, OutputError
 from eventgen.formats import EventFormat, input_format, is_positional, output_format, suffix_format
+from eventgen.outputs import OutputClaim
 from eventgen.schema import BUILTIN_SCHEMAS, Column, Schema, detect_schema, with_builtin_masses
 
 CHUNK_EVENTS = 262_144  # events per chunk when reading
@@ -375,6 +378,10 @@ class EventWriter:
     Parquet buffers up to ``row_group_size`` rows, HDF5 appends every batch straight to
     chunked datasets. Used as a context manager, the file is committed (renamed from its
     temporary name) only when the block exits without error.
+
+    The target is claimed (:class:`eventgen.outputs.OutputClaim`) from here until the file is
+    closed or aborted: a second writer of the same path is refused. ``claim=False`` leaves that to
+    the caller, as for the shards of a dataset, which the run claims as a whole.
     """
 
     def __init__(
@@ -387,13 +394,31 @@ class EventWriter:
         overwrite: bool = False,
         compression: str | None = "zstd",
         row_group_size: int = 131_072,
+        claim: bool = True,
     ) -> None:
         self.path, self.format = _output(path, overwrite, fmt)
         self.schema = schema
         self.tmp_path = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self.n_written = 0
-        text = json.dumps({"schema": schema.to_dict(), "provenance": metadata or {}}, default=json_default)
-        self._file = self.format.writer(self.tmp_path, schema, text, compression, row_group_size)
+        self._claim = OutputClaim(self.path) if claim else None
+        if self._claim is not None:
+            self._claim.acquire()
+        try:
+            if self._claim is not None:
+                refuse_existing(self.path, overwrite)  # a writer may have finished since the check above
+                self._claim.remove_stale_temporary_files()
+            text = json.dumps(
+                {"schema": schema.to_dict(), "provenance": metadata or {}}, default=json_default
+            )
+            try:
+                self._file = self.format.writer(self.tmp_path, schema, text, compression, row_group_size)
+            except EventgenError:
+                raise
+            except Exception as exc:  # OSError, or the library's own (pyarrow: "Unsupported compression")
+                raise OutputError(f"cannot write {str(self.path)!r}: {first_line(exc)}") from None
+        except BaseException:
+            self._release()
+            raise
 
     def write(self, batch: np.ndarray) -> None:
         """Append events ``(n, n_columns)``; the array may be reused by the caller afterwards."""
@@ -401,13 +426,21 @@ class EventWriter:
             raise OutputError(
                 f"batch has shape {batch.shape}, expected (n, {len(self.schema)}) for schema {self.schema.name!r}"
             )
-        self._file.write(np.ascontiguousarray(batch.T, dtype=np.float32))  # one copy, then zero-copy
+        try:
+            self._file.write(np.ascontiguousarray(batch.T, dtype=np.float32))  # one copy, then zero-copy
+        except OSError as exc:  # a full disk, a quota
+            raise OutputError(f"cannot write {str(self.path)!r}: {exc.strerror or first_line(exc)}") from None
         self.n_written += batch.shape[0]
 
     def close(self) -> Path:
         """Finish the file and rename it to its final name; returns the final path."""
-        self._file.close()
-        os.replace(self.tmp_path, self.path)
+        try:
+            self._file.close()
+            os.replace(self.tmp_path, self.path)
+        except BaseException:
+            self._release()
+            raise
+        self._release(keep_file=True)
         return self.path
 
     def abort(self) -> None:
@@ -415,7 +448,16 @@ class EventWriter:
         try:
             self._file.abort()
         finally:
-            self.tmp_path.unlink(missing_ok=True)
+            self._release()
+
+    def _release(self, keep_file: bool = False) -> None:
+        """Remove the temporary file (unless ``keep_file``) and give the claim back."""
+        try:
+            if not keep_file:
+                self.tmp_path.unlink(missing_ok=True)
+        finally:
+            if self._claim is not None:
+                self._claim.release()
 
     def __enter__(self) -> EventWriter:
         return self

@@ -261,6 +261,7 @@ def simulate(
     executor and number of workers; it depends on ``shard_size`` (default:
     ``DEFAULT_SHARD_SIZE[settings.process]``), which is recorded.
     """
+    _check_memory(settings.process, n_events)
     plan = ShardPlan(n_events, DEFAULT_SHARD_SIZE[settings.process] if shard_size is None else shard_size)
     if workers is not None and workers < 1:
         raise ConfigError(f"workers must be >= 1 (or None for all cores), found {workers}")
@@ -295,6 +296,20 @@ def simulate(
     n_columns = len(schema_for(settings.process))
     events = np.concatenate([r[0] for r in results]) if results else np.zeros((0, n_columns), np.float32)
     return events, _provenance(settings, seed, plan.shard_size, [r[1] for r in results])
+
+
+def _check_memory(process: str, n_events: int) -> None:
+    """Refuse a run whose events cannot be held in this machine's memory (twice: the shards and the table)."""
+    from eventgen.outputs import format_bytes, physical_memory
+
+    row = 4 * len(schema_for(process))
+    need, have = 2 * n_events * row, physical_memory()
+    if need > have:
+        raise ConfigError(
+            f"{n_events} {process} events do not fit in memory: a simulation holds its events until it writes "
+            f"them, twice {row} bytes per event, {format_bytes(need)}, and this machine has {format_bytes(have)}; "
+            f"simulate at most {have // (2 * row)} events per run"
+        )
 
 
 def _simulate_shard(

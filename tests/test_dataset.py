@@ -41,6 +41,10 @@ def test_plan_covers_every_event_once_in_order(n_events: int, shard_size: int) -
     [
         ({"n_events": 10, "shard_size": 0}, "shard_size must be at least 1, found 0"),
         ({"n_events": -1, "shard_size": 5}, "n_events must be >= 0, found -1"),
+        (
+            {"n_events": 10**15, "shard_size": 1000},
+            "make 1000000000000 shards, more than the 100000 .* use shards of at least 10000000000 events",
+        ),
     ],
 )
 def test_plan_errors(kwargs: dict[str, int], match: str) -> None:
@@ -76,6 +80,7 @@ def test_manifest_records_shards_atomically_and_resumes(tmp_path: Path) -> None:
         "file": "part-00002.parquet",
         "n_events": 3,
         "sha256": hashlib.sha256(b"shard 2").hexdigest(),
+        "size": 7,
     }
     (dataset.directory / ".part-00001.parquet.123.tmp").write_text("half a shard")  # of a killed writer
     resumed = dataset.open(META, resume=True)
@@ -96,6 +101,21 @@ def test_resume_needs_the_same_run(tmp_path: Path) -> None:
     (tmp_path / "ds" / MANIFEST).write_text("{not json")
     with pytest.raises(OutputError, match="not a readable eventgen manifest; pass --overwrite"):
         dataset.open(META, resume=True)
+
+
+def test_resume_drops_the_shards_whose_files_differ_from_their_entries(tmp_path: Path) -> None:
+    dataset = Dataset(tmp_path / "ds", ShardPlan(10, 3))
+    manifest = dataset.open(META)
+    for k in range(4):
+        manifest.record(_write_shard(dataset, k))
+    dataset.shard_path(0).unlink()
+    dataset.shard_path(1).write_text("shard 1 and more")  # another size
+    dataset.shard_path(3).write_text("shard 9")  # the same size, another sha256
+    resumed = dataset.open(META, resume=True)
+    assert resumed.damaged == [0, 1, 3] and resumed.missing(dataset.plan) == [0, 1, 3]
+    assert sorted(p.name for p in dataset.directory.iterdir()) == [MANIFEST, "part-00002.parquet"]
+    assert list(Manifest.read(dataset.directory / MANIFEST).shards) == [2]
+    assert dataset.open(META, resume=True).damaged == []
 
 
 def test_existing_output_needs_resume_or_overwrite(tmp_path: Path) -> None:
