@@ -10,6 +10,12 @@ comparison measures the density model alone:
 - ``gmm``: the prior art's Gaussian mixture in data space (scikit-learn, full covariances;
   the prior art used 1000 components), fitted in the preprocessed space;
 - the plain VAE is ``eventgen generate --mode prior`` and needs no code here.
+
+Beside them, the **decoder ceiling** (:func:`ceiling_events`) is not a generator but the best
+any latent sampler of the bundle can do: held-out events encoded to their latent means and
+decoded again (the bundle's own reconstruction, :func:`eventgen.latent.denoise`, with its
+inverse preprocessing and clean-up). Compared with an independent held-out sample exactly like
+truth vs truth, it tells decoder error from sampling error.
 """
 
 from __future__ import annotations
@@ -67,6 +73,18 @@ def baseline_events(
         sample = gmm.means_[component] + np.einsum("nij,nj->ni", chol[component], eps)
         return _inverse(bundle, y, sample[rng.permutation(n_events)], rng)
     raise ConfigError(f"unknown baseline {name!r}; choose one of {list(BASELINES)}")
+
+
+def ceiling_events(bundle: Bundle, heldout: np.ndarray) -> np.ndarray:
+    """The decoder ceiling: ``heldout`` ``(n_events, n_columns)`` reconstructed through the bundle.
+
+    Encode → decode of the latent means μ with the bundle's inverse preprocessing and clean-up
+    (:func:`eventgen.latent.denoise`); returns cleaned events of the same shape, float32. Pass
+    events the bundle was not fitted on (the held-out half that is *not* the comparison sample).
+    """
+    from eventgen.latent import denoise
+
+    return denoise(bundle, heldout)
 
 
 def _inverse(bundle: Bundle, fitted: np.ndarray, sample: np.ndarray, rng: np.random.Generator) -> np.ndarray:

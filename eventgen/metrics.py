@@ -12,11 +12,17 @@ Large inputs are subsampled without replacement to ``max_events`` from the seed.
 - :func:`chi2_ndf`: χ²/ndf of two histograms with Poisson errors, error ``sqrt(2/ndf)``.
 - :func:`prior_art_chi2`: the prior art's 25-bin ``Σ(p−q)²/(p+q)`` of normalised histograms.
 - :func:`frechet_distance`, :func:`mmd`: multivariate distances on standardised features.
-- :func:`classifier_auc`: a classifier two-sample test (0.5 = indistinguishable).
+- :func:`classifier_auc`: a classifier two-sample test (0.5 = indistinguishable), on the columns,
+  or on what a physicist looks at (:func:`physics_features`: columns, object masses, ΔR, observables).
 - :func:`holes_fraction`: the prior art's empty-bin fraction of a φ_j1 vs φ_j2 histogram.
 - :func:`physicality`: fractions of events passing the prior art's physicality checks.
 - :func:`memorisation`: nearest-neighbour distances to training vs held-out events.
 - :func:`compare`: all of the above but memorisation, as a JSON-serialisable dict.
+
+Weights: the 1-D metrics (W1, both χ² figures) and the classifier take per-event weights of either
+sample (``generated_weights``, ``reference_weights``; None = 1); weighted histograms use
+``sqrt(Σw²)`` errors. The multivariate distances, physicality and memorisation are unweighted
+(they ask about events, not about a weighted distribution).
 
 Histogram binning (:func:`histogram_edges`): equal-width bins between the reference's 0.5% and
 99.5% quantiles, with values outside folded into the first and last bin, so that no event is
@@ -28,7 +34,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from scipy.stats import wasserstein_distance
@@ -37,6 +43,9 @@ from eventgen.errors import InputError
 from eventgen.schema import Schema
 
 DEFAULT_MAX_EVENTS = 50_000
+
+FeatureSet = Literal["columns", "observables", "physics"]
+FEATURE_SETS: tuple[FeatureSet, ...] = get_args(FeatureSet)
 
 
 # --------------------------------------------------------------------------- 1-D metrics
@@ -50,6 +59,8 @@ def wasserstein(
     n_boot: int = 10,
     scale: float | None = None,
     max_events: int = DEFAULT_MAX_EVENTS,
+    generated_weights: np.ndarray | None = None,
+    reference_weights: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """Wasserstein-1 distance of two 1-D samples, relative to the reference's spread.
 
@@ -58,20 +69,25 @@ def wasserstein(
     unless given (1 for a constant reference); the error is the standard deviation of the
     value over ``n_boot`` bootstrap resamples of both samples. That error is the spread of the
     value, not its bias: W1 of two finite samples of one distribution is positive, O(1/sqrt(n)),
-    hence the truth-vs-truth baseline.
+    hence the truth-vs-truth baseline. With weights ``(n_gen,)`` / ``(n_ref,)`` (non-negative),
+    W1 is that of the weighted distributions and the scale the reference's weighted std.
     """
     _check_n_boot(n_boot)
     rng = np.random.default_rng(seed)
-    a = _subsample(_sample_1d(generated, "generated"), max_events, rng)
-    b = _subsample(_sample_1d(reference, "reference"), max_events, rng)
+    a, wa = _subsample_weighted(_sample_1d(generated, "generated"), generated_weights, max_events, rng)
+    b, wb = _subsample_weighted(_sample_1d(reference, "reference"), reference_weights, max_events, rng)
     if scale is None:
-        scale = float(np.std(b)) or 1.0
+        scale = _weighted_std(b, wb) or 1.0
     elif not scale > 0:
         raise InputError(f"scale must be positive, got {scale}; pass None to use the reference's std")
-    value = wasserstein_distance(a, b) / scale
-    boots = [
-        wasserstein_distance(rng.choice(a, a.size), rng.choice(b, b.size)) / scale for _ in range(n_boot)
-    ]
+    value = wasserstein_distance(a, b, wa, wb) / scale
+    boots = []
+    for _ in range(n_boot):
+        i, j = rng.integers(0, a.size, a.size), rng.integers(0, b.size, b.size)
+        boots.append(
+            wasserstein_distance(a[i], b[j], None if wa is None else wa[i], None if wb is None else wb[j])
+            / scale
+        )
     return float(value), _spread(boots)
 
 
@@ -97,35 +113,48 @@ def histogram_edges(reference: np.ndarray, bins: int = 50, *, discrete: bool = F
 
 
 def chi2_ndf(
-    generated: np.ndarray, reference: np.ndarray, bins: int | np.ndarray = 50
+    generated: np.ndarray,
+    reference: np.ndarray,
+    bins: int | np.ndarray = 50,
+    *,
+    generated_weights: np.ndarray | None = None,
+    reference_weights: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """χ²/ndf of the histograms of two 1-D samples with Poisson errors, sample sizes normalised.
 
     ``χ² = Σ (N_a/n_a − N_b/n_b)² / (N_a/n_a² + N_b/n_b²)`` over the bins with content in
-    either sample, ``ndf`` = those bins − 1. ``bins`` is a number of bins for
+    either sample, ``ndf`` = those bins − 1. Weighted: ``N`` is the sum of weights in a bin,
+    ``n`` the total, and the variances ``Σw²/n²`` (which reduce to the above for unit weights). ``bins`` is a number of bins for
     :func:`histogram_edges` on the reference, or edges ``(n_bins + 1,)``. Returns
     ``(χ²/ndf, sqrt(2/ndf))``, the error being the spread of χ²/ndf for compatible samples;
     ``(nan, nan)`` when fewer than two bins have content.
     """
-    n_a, n_b = _histograms(generated, reference, bins)
-    used = (n_a + n_b) > 0
+    (n_a, v_a), (n_b, v_b) = _histograms(generated, reference, bins, generated_weights, reference_weights)
+    used = (v_a + v_b) > 0
     ndf = int(used.sum()) - 1
     if ndf < 1:
         return math.nan, math.nan
     size_a, size_b = n_a.sum(), n_b.sum()
-    n_a, n_b = n_a[used], n_b[used]
-    chi2 = np.sum((n_a / size_a - n_b / size_b) ** 2 / (n_a / size_a**2 + n_b / size_b**2))
+    n_a, n_b, v_a, v_b = n_a[used], n_b[used], v_a[used], v_b[used]
+    chi2 = np.sum((n_a / size_a - n_b / size_b) ** 2 / (v_a / size_a**2 + v_b / size_b**2))
     return float(chi2 / ndf), math.sqrt(2.0 / ndf)
 
 
-def prior_art_chi2(generated: np.ndarray, reference: np.ndarray, bins: int | np.ndarray = 25) -> float:
-    """The prior art's histogram χ²: ``Σ (p − q)² / (p + q)`` of unit-sum histograms ``p``, ``q``.
+def prior_art_chi2(
+    generated: np.ndarray,
+    reference: np.ndarray,
+    bins: int | np.ndarray = 25,
+    *,
+    generated_weights: np.ndarray | None = None,
+    reference_weights: np.ndarray | None = None,
+) -> float:
+    """The prior art's histogram χ²: ``Σ (p − q)² / (p + q)`` of unit-sum (weighted) histograms ``p``, ``q``.
 
     Common binning from :func:`histogram_edges` on the reference (``bins`` bins between its
     0.5% and 99.5% quantiles, outside values folded into the edge bins), or edges given;
     bins empty in both samples are skipped. 0 for identical histograms, 2 for disjoint ones.
     """
-    n_a, n_b = _histograms(generated, reference, bins)
+    (n_a, _), (n_b, _) = _histograms(generated, reference, bins, generated_weights, reference_weights)
     p, q = n_a / n_a.sum(), n_b / n_b.sum()
     used = (p + q) > 0
     return float(np.sum((p[used] - q[used]) ** 2 / (p[used] + q[used])))
@@ -221,21 +250,26 @@ def classifier_auc(
     seed: int,
     *,
     schema: Schema | None = None,
-    with_observables: bool = False,
+    features: FeatureSet = "columns",
     max_events: int = DEFAULT_MAX_EVENTS,
     n_threads: int | None = 1,
+    generated_weights: np.ndarray | None = None,
+    reference_weights: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """Classifier two-sample test: ROC AUC of a gradient-boosted classifier on held-out events.
 
     ``generated`` and ``reference`` are ``(n, n_features)``; the larger is subsampled to the
     size of the smaller (at most ``max_events`` each) so the classes are balanced. Each class
-    is split 50/50 into train and test halves from ``seed``; a
-    ``HistGradientBoostingClassifier`` (``random_state`` from ``seed``) learns on standardised
-    features (reference mean and std) of the train half and the AUC is measured on the test
-    half (early stopping on 10% of the train half). With ``with_observables`` (needs ``schema``) the derived observables of
-    :mod:`eventgen.observables` are appended as features, NaN where undefined (the classifier
-    handles missing values). Returns ``(auc, error)`` with the Hanley–McNeil standard error;
-    0.5 means indistinguishable, 1 perfectly separable.
+    is split 50/50 into train and test halves from ``seed``: the classifier learns on
+    ``n // 2`` events per class (early stopping on 10% of them) and the AUC is measured on the
+    other half. ``features``: ``"columns"`` the columns as given; ``"observables"`` (needs
+    ``schema``) plus the derived observables of :mod:`eventgen.observables`; ``"physics"`` (needs
+    ``schema``) :func:`physics_features`. Features undefined (NaN) in every event of both samples
+    are dropped; elsewhere NaN marks an undefined value, which the trees handle. Weights
+    ``(n_gen,)`` / ``(n_ref,)`` are the classifier's sample weights, normalised to a mean of 1
+    per class, and weight the AUC; the error then uses Kish's effective sizes. Returns
+    ``(auc, error)`` with the Hanley–McNeil standard error; 0.5 means indistinguishable,
+    1 perfectly separable.
 
     ``n_threads`` caps the classifier's OpenMP threads (None: all cores). The default of 1 is
     deliberate: gradient boosting's thread barriers collapse when another process shares the
@@ -246,31 +280,76 @@ def classifier_auc(
     from threadpoolctl import threadpool_limits
 
     a, b = _pair(generated, reference)
-    if with_observables and schema is None:
-        raise InputError("with_observables=True needs the schema; pass schema=...")
+    if features not in FEATURE_SETS:
+        raise InputError(f"unknown features {features!r}; choose one of {list(FEATURE_SETS)}")
+    if features != "columns" and schema is None:
+        raise InputError(f"features={features!r} needs the schema; pass schema=...")
+    wa = _check_weights(generated_weights, len(a), "generated_weights")
+    wb = _check_weights(reference_weights, len(b), "reference_weights")
     rng = np.random.default_rng(seed)
     n = min(len(a), len(b), max_events)
     if n < 4:
         raise InputError(f"classifier_auc needs at least 4 events per sample, got {len(a)} and {len(b)}")
-    a = a[rng.choice(len(a), n, replace=False)]
-    b = b[rng.choice(len(b), n, replace=False)]
-    if with_observables:
+    ia, ib = rng.choice(len(a), n, replace=False), rng.choice(len(b), n, replace=False)
+    a, b = a[ia], b[ib]
+    if features != "columns":
         assert schema is not None  # checked above
-        a, b = (np.hstack([x, _observable_matrix(x, schema)]) for x in (a, b))
-    mean, std = _nan_moments(b)
-    a, b = (a - mean) / std, (b - mean) / std
+        a, b = (_feature_matrix(x, schema, features) for x in (a, b))
+    defined = np.isfinite(a).any(axis=0) | np.isfinite(b).any(axis=0)
+    a, b = a[:, defined], b[:, defined]
     half = n // 2
     x_train = np.vstack([a[:half], b[:half]])
     x_test = np.vstack([a[half:], b[half:]])
     y_train = np.r_[np.ones(half), np.zeros(half)]
     y_test = np.r_[np.ones(n - half), np.zeros(n - half)]
+    w_train = w_test = None
+    n_pos, n_neg = n - half, n - half
+    if wa is not None or wb is not None:
+        ones = np.ones(n)
+        wa_, wb_ = (ones if w is None else w[i] for w, i in ((wa, ia), (wb, ib)))
+        w_train = np.r_[_unit_mean(wa_[:half]), _unit_mean(wb_[:half])]
+        w_test = np.r_[_unit_mean(wa_[half:]), _unit_mean(wb_[half:])]
+        n_pos, n_neg = _kish(wa_[half:]), _kish(wb_[half:])
     clf = HistGradientBoostingClassifier(
-        max_iter=200, early_stopping=True, n_iter_no_change=10, random_state=int(rng.integers(2**31))
+        max_iter=300,
+        learning_rate=0.1,
+        early_stopping=True,
+        n_iter_no_change=15,
+        validation_fraction=0.1,
+        random_state=int(rng.integers(2**31)),
     )
     with threadpool_limits(n_threads, user_api="openmp"):
-        clf.fit(x_train, y_train)
-        auc = float(roc_auc_score(y_test, clf.predict_proba(x_test)[:, 1]))
-    return auc, _hanley_mcneil(auc, n - half, n - half)
+        clf.fit(x_train, y_train, sample_weight=w_train)
+        auc = float(roc_auc_score(y_test, clf.predict_proba(x_test)[:, 1], sample_weight=w_test))
+    return auc, _hanley_mcneil(auc, max(n_pos, 2), max(n_neg, 2))
+
+
+def physics_features(events: np.ndarray, schema: Schema) -> tuple[np.ndarray, list[str]]:
+    """What a physicist looks at, as classifier features ``(n_events, n_features)`` float64, and their names.
+
+    The schema's columns, each object's implied mass and the ΔR of every object pair
+    (:func:`eventgen.observables.object_masses`, :func:`~eventgen.observables.pair_delta_r`), and
+    the derived observables m_jj, m_jjj, m_4j, H_T, m_lj and m_ll (MET is a column already); NaN
+    where undefined (absent objects). On tt̄ 28 + 6 + 15 + 6 = 55 features.
+    """
+    from eventgen.observables import derived_observables, object_masses, pair_delta_r
+
+    if events.ndim != 2 or events.shape[1] != len(schema):
+        raise InputError(f"events have {events.shape[1]} columns, schema {schema.name!r} has {len(schema)}")
+    extra = {**object_masses(events, schema), **pair_delta_r(events, schema)}
+    for name, values in derived_observables(events, schema, keep_undefined=True).items():
+        if name not in schema.names:
+            extra[name] = values
+    columns = np.asarray(events, dtype=np.float64)
+    if not extra:
+        return columns, list(schema.names)
+    return np.hstack([columns, np.column_stack(list(extra.values()))]), [*schema.names, *extra]
+
+
+def _feature_matrix(events: np.ndarray, schema: Schema, features: FeatureSet) -> np.ndarray:
+    if features == "physics":
+        return physics_features(events, schema)[0]
+    return np.hstack([events, _observable_matrix(events, schema)])
 
 
 # --------------------------------------------------------------------------- prior-art figures
@@ -392,7 +471,9 @@ def compare(
     max_events: int = DEFAULT_MAX_EVENTS,
     bins: int = 50,
     n_boot: int = 10,
-    with_observables: bool = True,
+    features: FeatureSet = "physics",
+    generated_weights: np.ndarray | None = None,
+    reference_weights: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """All metrics of ``generated`` against ``reference``, both ``(n_events, n_columns)`` in schema order.
 
@@ -405,12 +486,15 @@ def compare(
          "columns": {name: {"w1": [v, e], "chi2_ndf": [v, e], "de_chi2": v}},   # per column
          "observables": {name: {...same keys...}},       # eventgen.observables, defined values
          "mean_column_w1": v,                            # mean of the per-column W1/σ
-         "frechet": [v, e], "mmd": [v, e], "classifier_auc": [v, e],
+         "frechet": [v, e], "mmd": [v, e],
+         "classifier_auc": [v, e],                       # on ``features`` (default: physics_features)
+         "classifier_auc_columns": [v, e],               # on the columns alone (diagnostic)
+         "classifier": {"features": name, "n_train": m, "n_test": m},   # events per class
          "holes": v,                                     # of generated, None without 2 jets
          "physicality": {"energy", "ordering", "zero_fill", "all"}}   # of generated
 
-    Count columns get integer-centred bins for both χ² figures; the classifier uses the
-    columns plus the derived observables when ``with_observables``.
+    Count columns get integer-centred bins for both χ² figures. Weights ``(n_gen,)`` /
+    ``(n_ref,)`` weight the 1-D metrics and the classifier (module docstring).
     """
     a, b = _pair(generated, reference)
     if a.shape[1] != len(schema):
@@ -420,29 +504,61 @@ def compare(
         )
     from eventgen.observables import derived_observables
 
-    # one seed per draw, in order: subsampling, each column, each observable (<= 7), 3 multivariate
+    wa = _check_weights(generated_weights, len(a), "generated_weights")
+    wb = _check_weights(reference_weights, len(b), "reference_weights")
+    # one seed per draw, in order: subsampling, each column, each observable (<= 7), 4 multivariate
     seeds = iter(int(s) for s in np.random.SeedSequence(seed).generate_state(len(schema) + 16))
     rng = np.random.default_rng(next(seeds))
     n = min(len(a), len(b), max_events)
-    a = a[np.sort(rng.choice(len(a), n, replace=False))]
-    b = b[np.sort(rng.choice(len(b), n, replace=False))]
+    ia, ib = np.sort(rng.choice(len(a), n, replace=False)), np.sort(rng.choice(len(b), n, replace=False))
+    a, b = a[ia], b[ib]
+    wa, wb = (None if w is None else w[i] for w, i in ((wa, ia), (wb, ib)))
 
-    def one_d(x: np.ndarray, y: np.ndarray, discrete: bool) -> dict[str, Any]:
+    def one_d(
+        x: np.ndarray, y: np.ndarray, wx: np.ndarray | None, wy: np.ndarray | None, discrete: bool
+    ) -> dict[str, Any]:
         s = next(seeds)
         if x.size < 2 or y.size < 2:
             return {"w1": [None, None], "chi2_ndf": [None, None], "de_chi2": None}
         edges = histogram_edges(y, bins, discrete=discrete)
         de_edges = edges if discrete else histogram_edges(y, 25)
         return {
-            "w1": _json(wasserstein(x, y, s, n_boot=n_boot, max_events=n)),
-            "chi2_ndf": _json(chi2_ndf(x, y, edges)),
-            "de_chi2": _json(prior_art_chi2(x, y, de_edges)),
+            "w1": _json(
+                wasserstein(x, y, s, n_boot=n_boot, max_events=n, generated_weights=wx, reference_weights=wy)
+            ),
+            "chi2_ndf": _json(chi2_ndf(x, y, edges, generated_weights=wx, reference_weights=wy)),
+            "de_chi2": _json(prior_art_chi2(x, y, de_edges, generated_weights=wx, reference_weights=wy)),
         }
 
-    columns = {c.name: one_d(a[:, i], b[:, i], c.kind == "count") for i, c in enumerate(schema.columns)}
-    obs_a, obs_b = derived_observables(a, schema), derived_observables(b, schema)
-    observables = {name: one_d(obs_a[name], obs_b[name], False) for name in obs_a}
+    columns = {
+        c.name: one_d(a[:, i], b[:, i], wa, wb, c.kind == "count") for i, c in enumerate(schema.columns)
+    }
+    obs_a = derived_observables(a, schema, keep_undefined=True)
+    obs_b = derived_observables(b, schema, keep_undefined=True)
+    observables = {}
+    for name in obs_a:
+        da, db = np.isfinite(obs_a[name]), np.isfinite(obs_b[name])
+        observables[name] = one_d(
+            obs_a[name][da],
+            obs_b[name][db],
+            None if wa is None else wa[da],
+            None if wb is None else wb[db],
+            False,
+        )
     w1s = [v["w1"][0] for v in columns.values() if v["w1"][0] is not None]
+
+    def auc(on: FeatureSet) -> tuple[float, float]:
+        return classifier_auc(
+            a,
+            b,
+            next(seeds),
+            schema=schema,
+            features=on,
+            max_events=n,
+            generated_weights=wa,
+            reference_weights=wb,
+        )
+
     return {
         "n_events": int(n),
         "columns": columns,
@@ -450,15 +566,59 @@ def compare(
         "mean_column_w1": _json(float(np.mean(w1s)) if w1s else math.nan),
         "frechet": _json(frechet_distance(a, b, next(seeds), n_boot=n_boot, max_events=n)),
         "mmd": _json(mmd(a, b, next(seeds))),
-        "classifier_auc": _json(
-            classifier_auc(a, b, next(seeds), schema=schema, with_observables=with_observables, max_events=n)
-        ),
+        "classifier_auc": _json(auc(features)),
+        "classifier_auc_columns": _json(auc("columns")),
+        "classifier": {"features": features, "n_train": n // 2, "n_test": n - n // 2},
         "holes": _json(_holes_of(a, schema)),
         "physicality": physicality(a, schema),
     }
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _check_weights(weights: np.ndarray | None, n: int, name: str) -> np.ndarray | None:
+    """``weights`` as float64 ``(n,)``, checked: finite, non-negative, a positive sum (None stays None)."""
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,):
+        raise InputError(f"{name} must have one weight per event, shape ({n},), got {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+        raise InputError(
+            f"{name} must be finite and non-negative with a positive sum; drop those events first"
+        )
+    return w
+
+
+def _subsample_weighted(
+    x: np.ndarray, weights: np.ndarray | None, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`_subsample` of ``x`` ``(m,)`` and of its weights alike."""
+    w = _check_weights(weights, len(x), "weights")
+    if n < 1:
+        raise InputError(f"max_events must be positive, got {n}")
+    if len(x) <= n:
+        return x, w
+    i = rng.choice(len(x), n, replace=False)
+    return x[i], None if w is None else w[i]
+
+
+def _weighted_std(x: np.ndarray, w: np.ndarray | None) -> float:
+    if w is None:
+        return float(np.std(x))
+    mean = np.average(x, weights=w)
+    return float(np.sqrt(np.average((x - mean) ** 2, weights=w)))
+
+
+def _unit_mean(w: np.ndarray) -> np.ndarray:
+    return w * (len(w) / w.sum()) if w.sum() > 0 else np.ones_like(w)
+
+
+def _kish(w: np.ndarray) -> int:
+    """Kish's effective sample size ``(Σw)² / Σw²`` of weights ``w``."""
+    s2 = float((w * w).sum())
+    return round(float(w.sum()) ** 2 / s2) if s2 > 0 else 0
 
 
 def _sample_1d(x: np.ndarray, name: str, *, allow_empty: bool = False) -> np.ndarray:
@@ -519,10 +679,17 @@ def _standardised_pair(
 
 
 def _histograms(
-    generated: np.ndarray, reference: np.ndarray, bins: int | np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Counts of both samples in common bins, values outside the edges folded into the edge bins."""
+    generated: np.ndarray,
+    reference: np.ndarray,
+    bins: int | np.ndarray,
+    generated_weights: np.ndarray | None = None,
+    reference_weights: np.ndarray | None = None,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``(sum of weights, sum of squared weights)`` per common bin of both samples, values outside
+    the edges folded into the edge bins (unit weights: counts, counts)."""
     a, b = _sample_1d(generated, "generated"), _sample_1d(reference, "reference")
+    wa = _check_weights(generated_weights, a.size, "generated_weights")
+    wb = _check_weights(reference_weights, b.size, "reference_weights")
     if isinstance(bins, int | np.integer):
         edges = histogram_edges(b, int(bins))
     else:
@@ -531,11 +698,14 @@ def _histograms(
         raise InputError("bins must be a positive number of bins or increasing edges (n_bins + 1,)")
     n_bins = edges.size - 1
 
-    def counts(x: np.ndarray) -> np.ndarray:
+    def counts(x: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, n_bins - 1)
-        return np.bincount(idx, minlength=n_bins).astype(np.float64)
+        if w is None:
+            n = np.bincount(idx, minlength=n_bins).astype(np.float64)
+            return n, n
+        return np.bincount(idx, w, minlength=n_bins), np.bincount(idx, w * w, minlength=n_bins)
 
-    return counts(a), counts(b)
+    return counts(a, wa), counts(b, wb)
 
 
 def _frechet(a: np.ndarray, b: np.ndarray) -> float:

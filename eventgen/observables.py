@@ -22,6 +22,10 @@ Observables (each only when the schema has what it needs):
 - ``m_lj``: mass of the leading lepton and the leading jet (events with both);
 - ``m_ll``: mass of the two leading leptons (events with >= 2 leptons);
 - ``met``: the ``met`` column, if the schema has one (every event).
+
+Per object, for the classifier a physicist would train (:func:`object_masses`,
+:func:`pair_delta_r`): each object's implied mass ``sqrt(max(E² − (pT cosh η)², 0))`` and the
+distance ``ΔR = sqrt(Δη² + Δφ²)`` of every pair of objects, NaN where an object is absent.
 """
 
 from __future__ import annotations
@@ -81,6 +85,40 @@ def derived_observables(
     if not keep_undefined:
         out = {name: v[np.isfinite(v)] for name, v in out.items()}
     return out
+
+
+def object_masses(events: np.ndarray, schema: Schema) -> dict[str, np.ndarray]:
+    """Each object's implied mass ``{"m_j1": (n_events,), ...}`` float64, NaN where the object is absent.
+
+    ``sqrt(max(E² − (pT cosh η)², 0))`` for every object with E, pT and η columns, in column order.
+    A decoder that models E beside pT and η gets these wrong first.
+    """
+    out = {}
+    for o in _full_objects(schema):
+        e, pt, eta = (np.asarray(events[:, i], dtype=np.float64) for i in (o.e, o.pt, o.eta))
+        m = np.sqrt(np.maximum(e**2 - (pt * np.cosh(eta)) ** 2, 0.0))
+        out[f"m_{o.name}"] = np.where(pt > 0, m, np.nan)
+    return out
+
+
+def pair_delta_r(events: np.ndarray, schema: Schema) -> dict[str, np.ndarray]:
+    """``ΔR = sqrt(Δη² + Δφ²)`` of every pair of objects ``{"dR_j1_j2": (n_events,), ...}`` float64.
+
+    Δφ is wrapped into [−π, π); NaN where either object is absent. Pairs in column order.
+    """
+    out = {}
+    for a, b in combinations(_full_objects(schema), 2):
+        present = (events[:, a.pt] > 0) & (events[:, b.pt] > 0)
+        deta = np.asarray(events[:, a.eta], dtype=np.float64) - events[:, b.eta]
+        dphi = np.asarray(events[:, a.phi], dtype=np.float64) - events[:, b.phi]
+        dphi = np.remainder(dphi + np.pi, 2 * np.pi) - np.pi
+        out[f"dR_{a.name}_{b.name}"] = np.where(present, np.hypot(deta, dphi), np.nan)
+    return out
+
+
+def _full_objects(schema: Schema) -> list[PhysicsObject]:
+    """The objects with all four kinematic columns (E, pT, η, φ)."""
+    return [o for o in schema.objects() if min(o.e, o.eta, o.phi) >= 0]
 
 
 def invariant_mass(p: np.ndarray) -> np.ndarray:

@@ -19,7 +19,8 @@ at zero would hide the shape (the fraction of events with the object is printed 
 and the count columns compare it).
 
 The summary figure places every generator at (memorisation ratio, classifier AUC), with truth
-vs truth — the ideal — marked.
+vs truth — the ideal — marked, and the decoder ceiling's AUC as a band: no sampler of the
+decoder can go below it.
 
 Histograms are filled with Scikit-HEP ``hist`` and drawn with ``mplhep``: with matplotlib, the
 optional ``plots`` extra (``pip install 'eventgen[plots]'``). Without it :func:`write_plots`
@@ -340,7 +341,8 @@ def auc_memorisation_figure(results: Sequence[tuple[str, dict[str, Any]]]) -> Fi
     """Classifier AUC against memorisation ratio, one point per ``(label, evaluate-result)``.
 
     The truth-vs-truth point (two independent simulated samples: fresh and indistinguishable)
-    comes from the first result. Results without a memorisation check are left out; None if none has one.
+    and the decoder ceiling (a horizontal band, when evaluated) come from the first result.
+    Results without a memorisation check are left out; None if none has one.
     """
     from matplotlib.figure import Figure
 
@@ -363,6 +365,12 @@ def auc_memorisation_figure(results: Sequence[tuple[str, dict[str, Any]]]) -> Fi
         fig.subplots_adjust(left=0.11, right=0.7, top=0.92, bottom=0.12)
         ax.axhline(0.5, color="0.5", ls=":", lw=1.5)
         ax.axvline(1.0, color="0.5", ls=":", lw=1.5)
+        ceiling = truth.get("ceiling", {}).get("classifier_auc", [None, None])
+        if ceiling[0] is not None:
+            c, ce = ceiling[0], ceiling[1] or 0.0
+            ax.axhspan(c - ce, c + ce, color="#3f90da", alpha=0.25, lw=0)
+            ax.axhline(c, color="#3f90da", ls="--", lw=2, label="decoder ceiling")
+            rows_low = c - ce
         for k, (label, (x, xe), (y, ye)) in enumerate(rows):
             is_truth = k == len(rows) - 1
             if x is None or y is None:
@@ -382,6 +390,8 @@ def auc_memorisation_figure(results: Sequence[tuple[str, dict[str, Any]]]) -> Fi
             )
         xs = [x + (xe or 0) for _, (x, xe), _ in rows if x is not None]
         ys = [y - (ye or 0) for _, _, (y, ye) in rows if y is not None]
+        if ceiling[0] is not None:
+            ys.append(rows_low)
         ax.set_xlim(-0.03, max(1.2, *[x + 0.05 for x in xs]))
         ax.set_ylim(min(0.45, *[y - 0.02 for y in ys]), 1.02)
         ax.set_xlabel("memorisation ratio (0 = copies, 1 = fresh)")

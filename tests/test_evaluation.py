@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eventgen.baselines import baseline_events
+from eventgen.baselines import baseline_events, ceiling_events
 from eventgen.errors import ConfigError, InputError
-from eventgen.evaluation import evaluate, headline
+from eventgen.evaluation import SchemaMismatchError, evaluate, headline
 from eventgen.fitting import fit
 from eventgen.io import EventTable, read_events, sample_events, write_events
-from eventgen.metrics import physicality
+from eventgen.metrics import compare, physicality
 from eventgen.model import ModelSettings
 from eventgen.report import write_report
+from eventgen.schema import Column, Schema
 from eventgen.train import TrainSettings
 
 DATA = Path(__file__).parent / "data" / "ttbar_small.parquet"
@@ -120,3 +121,85 @@ def test_truth_is_reused_only_for_the_same_reference(split: tuple[EventTable, Ev
     assert again == first
     with pytest.raises(InputError, match="another reference, seed or training sample"):
         evaluate(noisy, test, train, seed=6, max_events=400, truth_from=first)
+
+
+# --------------------------------------------------------------------------- what a physicist sees
+
+
+@pytest.fixture(scope="module")
+def halves() -> tuple[np.ndarray, np.ndarray, Schema]:
+    table = read_events(DATA)
+    return table.data[:1500], table.data[1500:], table.schema
+
+
+def test_wrong_object_masses_are_seen_only_with_the_physics_features(halves) -> None:
+    a, b, schema = halves
+    heavy = b.copy()
+    heavy[:, schema.indices_of_kind("energy")] *= 1.05  # E off by 5%: every object gets a wrong mass
+    wrong = compare(heavy, a, schema, seed=0, n_boot=2)
+    assert wrong["classifier_auc"][0] > 0.95  # object masses among the features
+    assert abs(wrong["classifier_auc_columns"][0] - 0.5) < 0.08  # the columns alone barely see it
+    truth = compare(b, a, schema, seed=0, n_boot=2)
+    for key in ("classifier_auc", "classifier_auc_columns"):
+        assert abs(truth[key][0] - 0.5) < 4 * truth[key][1] + 0.01
+    assert truth["classifier"] == {"features": "physics", "n_train": 750, "n_test": 750}
+
+
+def test_a_weight_column_is_honoured(halves) -> None:
+    a, b, schema = halves
+    met = b[:, schema.index("met")]
+    weights = np.where(met > np.median(met), 3.0, 1.0).astype(np.float32)  # a harder MET spectrum
+    weighted_schema = Schema("ttbar-weighted", (*schema.columns, Column("weight", "generic")))
+    generated = EventTable(np.column_stack([b, weights]), weighted_schema)
+    reference = EventTable(a, schema)
+    weighted = evaluate(generated, reference, seed=0, max_events=1500)
+    plain = evaluate(EventTable(b, schema), reference, seed=0, max_events=1500)
+    assert weighted["weighted"] == {"generated": True, "reference": False}
+    w1 = weighted["generated"]["columns"]["met"]["w1"]
+    assert w1[0] > 0.2 > 3 * plain["generated"]["columns"]["met"]["w1"][0]  # the weighted spectrum is harder
+    assert weighted["generated"]["columns"]["met_phi"]["w1"][0] < 0.1  # weights unrelated to φ
+
+
+def test_a_reference_of_another_schema_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from eventgen.cli import main
+
+    zll = Path(__file__).parent / "data" / "zll_small.parquet"
+    ttbar = read_events(DATA)
+    with pytest.raises(SchemaMismatchError, match=r"generated events have \['met', 'met_phi', 'j1_e'"):
+        evaluate(ttbar, read_events(zll))
+    out = tmp_path / "report"
+    argv = ["evaluate", "--generated", str(DATA), "--reference", str(zll), "-o", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("eventgen evaluate: error: the reference (schema 'zll')")
+    assert "that the reference lacks" in err[0] and not out.exists()
+
+
+def test_the_decoder_ceiling_reconstructs_held_out_half_b(
+    split: tuple[EventTable, EventTable], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import eventgen.baselines
+    from eventgen.bundle import Bundle
+
+    bundle = Bundle.load(Path(__file__).parent / "data" / "bundle")
+    train, test = split
+    seen: list[np.ndarray] = []
+
+    def spy(b: Bundle, heldout: np.ndarray) -> np.ndarray:
+        seen.append(heldout.copy())
+        return ceiling_events(b, heldout)
+
+    monkeypatch.setattr(eventgen.baselines, "ceiling_events", spy)
+    result = evaluate(test, test, train, bundle=bundle, seed=0, max_events=500)
+    (given,) = seen
+    assert given.shape == (500, 28)
+    rows = {r.tobytes() for r in test.data}
+    assert all(r.tobytes() in rows for r in given)  # held-out events, never the training events
+    assert set(result["ceiling"]) == set(result["truth"])
+    assert result["ceiling"]["physicality"]["all"] == 1.0
+    assert {name for name, _, _ in headline(result)} >= {"classifier AUC (0.5 = indistinguishable)"}
+    from eventgen.report import headline_table
+
+    header, table = headline_table(result, [])
+    assert header == ["metric", "eventgen", "decoder ceiling", "truth vs truth"]
+    assert table[0][2] != "–" and table[-1][2] == "–"  # AUC given; C_T is not a ceiling's

@@ -110,6 +110,26 @@ def test_histograms_fold_outliers_into_edge_bins() -> None:
     np.testing.assert_allclose(edges[[0, -1]], np.quantile(ref, [0.005, 0.995]))
 
 
+def test_weighted_wasserstein_sees_the_weighted_distribution(rng: np.random.Generator) -> None:
+    # x ~ U(0, 1) weighted by 2x has the density 2x of sqrt(U); unweighted, W1 = ∫ (x − x²) dx = 1/6
+    x = rng.uniform(size=40_000)
+    w = 2 * x
+    target = np.sqrt(rng.uniform(size=40_000))
+    sigma = math.sqrt(1 / 18)  # std of the density 2x on [0, 1]
+    weighted = wasserstein(x, target, seed=0, generated_weights=w)
+    unweighted = wasserstein(x, target, seed=0)
+    assert weighted[0] < 0.02 < 0.6 < unweighted[0]
+    assert abs(unweighted[0] - 1 / 6 / sigma) < max(4 * unweighted[1], 0.02)
+    # weights on the reference: the same distance seen from the other side
+    assert wasserstein(target, x, seed=0, reference_weights=w)[0] < 0.02
+    # unit weights change nothing
+    y = rng.normal(size=500)
+    assert chi2_ndf(y, target[:400], 10, generated_weights=np.ones(500)) == chi2_ndf(y, target[:400], 10)
+    assert prior_art_chi2(y, target, generated_weights=np.ones(500)) == prior_art_chi2(y, target)
+    with pytest.raises(InputError, match="finite and non-negative"):
+        wasserstein(y, y, seed=0, generated_weights=-np.ones(500))
+
+
 # --------------------------------------------------------------------------- multivariate
 
 
@@ -169,10 +189,13 @@ def test_classifier_auc_of_separated_samples_is_near_one(rng: np.random.Generato
     assert 0 < error < 0.01
 
 
-def test_classifier_auc_with_observables_of_same_distribution_is_one_half(rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("features", ["observables", "physics"])
+def test_classifier_auc_with_observables_of_same_distribution_is_one_half(
+    rng: np.random.Generator, features: str
+) -> None:
     ref = _ttbar_like(rng, 3_000)
     gen = _ttbar_like(rng, 3_000)
-    auc, error = classifier_auc(gen, ref, seed=0, schema=TTBAR, with_observables=True)
+    auc, error = classifier_auc(gen, ref, seed=0, schema=TTBAR, features=features)  # type: ignore[arg-type]
     assert abs(auc - 0.5) < 3 * error
 
 
@@ -266,7 +289,7 @@ def test_compare_returns_finite_json_with_documented_keys(rng: np.random.Generat
     assert json.loads(text) == result
     assert set(result) == {
         "n_events", "columns", "observables", "mean_column_w1", "frechet", "mmd",
-        "classifier_auc", "holes", "physicality",
+        "classifier_auc", "classifier_auc_columns", "classifier", "holes", "physicality",
     }  # fmt: skip
     assert result["n_events"] == 2_000
     assert list(result["columns"]) == TTBAR.names
@@ -274,7 +297,8 @@ def test_compare_returns_finite_json_with_documented_keys(rng: np.random.Generat
     for entry in [*result["columns"].values(), *result["observables"].values()]:
         assert set(entry) == {"w1", "chi2_ndf", "de_chi2"}
         assert all(math.isfinite(x) for x in [*entry["w1"], *entry["chi2_ndf"], entry["de_chi2"]])
-    for key in ("frechet", "mmd", "classifier_auc"):
+    assert result["classifier"] == {"features": "physics", "n_train": 1_000, "n_test": 1_000}
+    for key in ("frechet", "mmd", "classifier_auc", "classifier_auc_columns"):
         assert len(result[key]) == 2 and all(math.isfinite(x) for x in result[key])
     assert abs(result["classifier_auc"][0] - 0.5) < 4 * result["classifier_auc"][1]
     assert 0.9 < result["holes"] < 1.0
@@ -319,7 +343,7 @@ def test_compare_ranks_a_distorted_sample_above_the_truth_baseline(rng: np.rando
         (lambda: mmd(np.ones((9, 2)), np.ones((9, 2)), seed=0, kernel="linear"), "unknown kernel"),
         (lambda: classifier_auc(np.ones((9, 2)), np.ones((9, 3)), seed=0), "same columns"),
         (
-            lambda: classifier_auc(np.ones((9, 2)), np.ones((9, 2)), seed=0, with_observables=True),
+            lambda: classifier_auc(np.ones((9, 2)), np.ones((9, 2)), seed=0, features="observables"),
             "needs the schema",
         ),
         (lambda: classifier_auc(np.ones((2, 2)), np.ones((9, 2)), seed=0), "at least 4 events"),

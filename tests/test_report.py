@@ -31,12 +31,14 @@ def _small(table: EventTable, rows: slice) -> EventTable:
 
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A report of a smeared sample (with one baseline) on a seven-column schema, figures included."""
+    """A report of a smeared sample (with one baseline and a stand-in decoder ceiling) on a seven-column
+    schema, figures included."""
     table = read_events(DATA)
     train, test = _small(table, slice(0, 1500)), _small(table, slice(1500, None))
     noisy = EventTable((test.data * 1.08).astype(np.float32), test.schema, {"bundle_hash": "ab" * 32})
     result = evaluate(noisy, test, train, seed=0, max_events=600)
     baseline = evaluate(train, test, train, seed=0, max_events=600, truth_from=result)
+    result["ceiling"] = baseline["generated"]  # the place of a bundle's reconstruction of half B
     out = tmp_path_factory.mktemp("report")
     provenance = collect_provenance(
         generated=noisy,
@@ -74,7 +76,8 @@ def test_html_is_self_contained_with_every_table(report_dir: Path) -> None:
         "Provenance",
     ):
         assert f"<h2>{heading}</h2>" in page
-    assert "<th>eventgen</th><th>replay</th><th>truth vs truth</th>" in page
+    assert "<th>eventgen</th><th>decoder ceiling</th><th>replay</th><th>truth vs truth</th>" in page
+    assert "<th>data-copying C_T</th>" in page and "decoder ceiling" in page.split("<h2>Headline")[0]
     assert "<th>W1/σ</th><th>truth W1/σ</th><th>χ²/ndf</th><th>truth χ²/ndf</th>" in page
     for name in [*KEEP, "ht"]:
         assert f"<th scope='row'>{name}</th>" in page
@@ -99,7 +102,8 @@ def test_provenance_in_every_file(report_dir: Path) -> None:
         text = (report_dir / name).read_text()
         assert sha in text and "ab" * 32 in text and " ".join(COMMAND) in text
     markdown = (report_dir / "report.md").read_text()
-    assert markdown.splitlines()[4] == "| metric | eventgen | replay | truth vs truth |"
+    assert markdown.splitlines()[4] == "| metric | eventgen | decoder ceiling | replay | truth vs truth |"
+    assert meta["ceiling"]["classifier_auc"][0] is not None
     assert markdown.index("## Per column") < markdown.index("## Provenance")
 
 

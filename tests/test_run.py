@@ -35,6 +35,7 @@ def test_main_job_runs_and_skips_finished_stages(tmp_path: Path, caplog: pytest.
     text = report.read_text()
     for label in (
         "eventgen",
+        "decoder ceiling",
         "±5% smearing",
         "Gaussian KDE",
         "GMM (4 comp.)",
