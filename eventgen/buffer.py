@@ -331,9 +331,11 @@ class DensityBuffer:
     def with_settings(self, settings: SamplingSettings, seed: int = 0) -> DensityBuffer:
         """A fitted copy with other sampling settings, sharing ``mu_``, ``sigma_`` and ``weights_``.
 
-        Cheap when only draw-time settings change (alpha, gamma, selection): the fitted mode is
-        kept, with this buffer's seed; the mode is fitted again, with ``seed`` (of a mixture fit),
-        when it or its settings change.
+        Cheap when only draw-time settings change (alpha, gamma, selection, temperature): the fitted
+        mode is kept, with this buffer's seed; the mode is fitted again, with ``seed`` (of a mixture
+        fit), when it or its settings change, except a mode that is fitted only with the bundle
+        (flow, whose training takes minutes): that raises ConfigError. To add a flow to a fitted
+        buffer, fit a new one: ``DensityBuffer(settings).fit(buffer.mu_, buffer.sigma_)``.
         """
         self._check_fitted("with_settings")
         settings = _check_settings(settings)
@@ -342,6 +344,17 @@ class DensityBuffer:
         if settings.same_fit(self._fitted_settings):
             seed = self.seed
             component = cls.from_state(settings, self.mu_, self.sigma_, self.component_.get_state())
+        elif not cls.fits_on_demand:
+            fitted = self._fitted_settings
+            has = (
+                "a flow trained with other settings"
+                if fitted.mode == settings.mode
+                else f"mode {fitted.mode!r}"
+            )
+            raise ConfigError(
+                f"mode {settings.mode!r} samples a {settings.mode} trained on the buffer when the bundle is fitted, "
+                f"and this one was fitted with {has}: fit it with 'buffer: {{mode: {settings.mode}}}' in the fit config"
+            )
         else:
             component = cls.fit(settings, self.mu_, self.sigma_, _check_seed(seed))
         new = DensityBuffer(settings, seed)

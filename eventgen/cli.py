@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, help="z = mu + (alpha * sigma + gamma) * eps")
     p.add_argument("--gamma", type=float, help="see --alpha")
     p.add_argument("--selection", choices=SELECTIONS, help="how buffer events are picked")
+    p.add_argument(
+        "--temperature", type=float, help="mode flow: base noise scaled by T in (0, 1] (default 1)"
+    )
     p.add_argument("--batch-size", type=int, default=65_536, help="events per write batch (default 65536)")
     p.add_argument("--shard-size", type=int, help="events per shard file; the output becomes a directory")
     p.add_argument(
@@ -402,6 +405,7 @@ def _generate(args: argparse.Namespace) -> None:
     from eventgen.generation import GenerateOptions, generate
 
     sampling = {"mode": args.mode, "alpha": args.alpha, "gamma": args.gamma, "selection": args.selection}
+    sampling["temperature"] = args.temperature
     options = GenerateOptions(
         seed=args.seed,
         sampling=sampling,

@@ -9,6 +9,7 @@ buffer     :class:`BufferMixture`      event i, ``z = mu_i + (alpha * sigma_i + 
 kde        :class:`KernelDensity`      event i, ``z = mu_i + h * eps`` (Scott / Silverman / given h)
 gmm        :class:`FullMixture`        component k ~ weights, ``z = m_k + L_k @ eps``
 prior      :class:`StandardNormal`     ``z = eps``
+flow       :class:`LatentFlow`         ``z = f(T * eps)``, f a spline flow trained on the buffer
 =========  ==========================  ==================================================
 
 :data:`COMPONENTS` maps each mode of :mod:`eventgen.sampling` to the class that names it as
@@ -22,7 +23,9 @@ it may draw from the stream anything it needs, e.g. the noise of a flow it pushe
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -37,8 +40,10 @@ from eventgen.validate import SavedState
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from eventgen.flow import SplineFlow
     from eventgen.sampling import Mode, SamplingSettings
 
+log = logging.getLogger(__name__)
 _BY_MODE: dict[str, type[Component]] = {}  # filled as the components are defined
 BLOCK = 4096  # events per random stream; part of the output's definition, never change it
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -52,6 +57,9 @@ class Component(ABC):
     mode: ClassVar[Mode]
     #: names of the fitted arrays in :meth:`get_state` (stored beside mu and sigma)
     state_names: ClassVar[tuple[str, ...]] = ()
+    #: whether a buffer may fit this mode when asked to sample it (``with_settings``); False for a
+    #: mode whose fit takes minutes, which is fitted with the bundle and stored in it instead
+    fits_on_demand: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -273,6 +281,98 @@ class StandardNormal(Component):
         return -0.5 * np.einsum("ij,ij->i", z, z) - 0.5 * self.n_latent * _LOG_2PI
 
 
+class LatentFlow(Component):
+    """Mode ``flow``: a neural spline flow trained on the buffer, ``z = f(temperature * eps)``.
+
+    The flow (:class:`eventgen.flow.SplineFlow`, coupling layers) learns the buffer's density:
+    with ``flow_target="mixture"`` draws ``mu_i + sigma_i * eps``, fresh in every epoch (the
+    buffer's Gaussian mixture, which the buffer mode samples with alpha = 1, gamma = 0), with
+    ``"mu"`` the means alone. It samples points near, not on, the training events, with no
+    per-event smoothing to tune; ``temperature`` < 1 samples its core. Training takes minutes,
+    so it happens when a bundle is fitted with this mode, and the weights are stored in the
+    bundle's buffer state (the arrays ``flow_*``). The base noise of a block's rows comes from
+    the block's stream and is pushed through the flow in chunks at fixed positions of the block,
+    so a row's latent point does not depend on how the run is split.
+    """
+
+    mode = "flow"
+    state_names = (
+        "flow_features",
+        "flow_transforms",
+        "flow_hidden",
+        "flow_bins",
+        "flow_shift",
+        "flow_scale",
+        "flow_params",
+    )
+    fits_on_demand = False
+
+    def __init__(self, flow: SplineFlow, temperature: float) -> None:
+        self.flow, self.temperature = flow, temperature
+
+    @classmethod
+    def fit(cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, seed: int) -> Self:
+        from eventgen.flow import SplineFlow
+
+        if mu.shape[1] < 2:
+            raise InputError("mode 'flow' needs a latent space of at least 2 dimensions; use another mode")
+        t0 = time.perf_counter()
+        log.info(
+            "training the latent flow (mode 'flow') on %d buffer events: %d epochs, %d transforms of %d units",
+            mu.shape[0],
+            settings.flow_epochs,
+            settings.flow_transforms,
+            settings.flow_hidden,
+        )
+        flow = SplineFlow(mu.shape[1], settings.flow_transforms, settings.flow_hidden).fit(
+            mu,
+            settings.flow_epochs,
+            noise=sigma if settings.flow_target == "mixture" else None,
+            seed=seed,
+        )
+        best = flow.history_[flow.best_epoch_]["val_nll"]
+        log.info(
+            "trained the latent flow in %.1f s (best epoch %d, validation nll %.4f)",
+            time.perf_counter() - t0,
+            flow.best_epoch_ + 1,
+            best,
+        )
+        return cls(flow, settings.temperature)
+
+    @classmethod
+    def from_state(
+        cls, settings: SamplingSettings, mu: np.ndarray, sigma: np.ndarray, state: Mapping[str, Any]
+    ) -> Self:
+        from eventgen.flow import SplineFlow
+
+        expected = {
+            "features": mu.shape[1],
+            "transforms": settings.flow_transforms,
+            "hidden": settings.flow_hidden,
+        }
+        saved = SavedState.of(state, "flow state")
+        return cls(SplineFlow.from_state(saved, expected=expected, prefix=_FLOW_PREFIX), settings.temperature)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return self.flow.get_state(prefix=_FLOW_PREFIX)
+
+    def draw(self, gen: np.random.Generator, events: np.ndarray | None, lo: int, out: np.ndarray) -> None:
+        from eventgen.flow import CHUNK
+
+        hi = lo + out.shape[0]
+        noise = np.empty((hi, out.shape[1]), dtype=np.float32)  # rows 0..hi-1 of the block's noise
+        gen.standard_normal(out=noise, dtype=np.float32)
+        first = lo // CHUNK * CHUNK  # chunks stay at their positions in the block
+        base = noise[first:]
+        if self.temperature != 1.0:
+            base *= np.float32(self.temperature)
+        out[:] = self.flow.sample(base)[lo - first :]
+
+    def score_samples(self, z: np.ndarray) -> np.ndarray:
+        return self.flow.log_prob(z, self.temperature)
+
+
+_FLOW_PREFIX = "flow_"
 COMPONENTS: dict[Mode, type[Component]] = {mode: _BY_MODE[mode] for mode in MODES}
 assert len(_BY_MODE) == len(MODES), f"components of unknown modes: {sorted(set(_BY_MODE) - set(MODES))}"
 

@@ -153,3 +153,57 @@ def alias_draw(
         x = u[j] * n
         i = min(int(x), n - 1)
         out[j] = i if x - i < prob[i] else alias[i]
+
+
+@njit(cache=True, nogil=True)
+def spline_inverse(e: np.ndarray, y: np.ndarray, bound: float, out: np.ndarray) -> None:  # pragma: no cover
+    """Inverse of monotonic rational-quadratic splines (Durkan et al. 2019): ``out[j, f] = s_jf^-1(y[j, f])``.
+
+    Spline ``s_jf`` has K bins; ``e[j, f]`` ``(3K - 1,)`` holds its K unnormalised bin widths, K
+    unnormalised bin heights and its K - 1 inner knot derivatives, all > 0 (zuko's
+    ``MonotonicRQSTransform`` stores the exponentials of its squashed raw parameters: the
+    widths and heights are their softmax, the derivatives at both ends are 1). ``e`` is
+    ``(n_rows, n_features, 3K - 1)``, or ``(1, n_features, 3K - 1)`` for one spline per feature
+    shared by every row; ``y`` and ``out`` are ``(n_rows, n_features)``. The spline maps
+    ``[-bound, bound]`` onto itself and is the identity outside.
+    """
+    n, d = y.shape
+    k_bins = (e.shape[2] + 1) // 3
+    shared = e.shape[0] == 1
+    for j in range(n):
+        p = 0 if shared else j
+        for f in range(d):
+            yv = y[j, f]
+            if not -bound < yv <= bound:
+                out[j, f] = yv
+                continue
+            w_total = 0.0
+            h_total = 0.0
+            for b in range(k_bins):
+                w_total += e[p, f, b]
+                h_total += e[p, f, k_bins + b]
+            # the bin k whose vertical knots (cumulative heights) hold y0 < yv <= y1
+            k = 0
+            w_acc = 0.0
+            h_acc = 0.0
+            y0 = -bound
+            y1 = bound * (2.0 * e[p, f, k_bins] / h_total - 1.0)
+            while yv > y1 and k < k_bins - 1:
+                w_acc += e[p, f, k]
+                h_acc += e[p, f, k_bins + k]
+                k += 1
+                y0 = y1
+                y1 = bound * (2.0 * (h_acc + e[p, f, k_bins + k]) / h_total - 1.0)
+            if k == k_bins - 1:
+                y1 = bound
+            x0 = bound * (2.0 * w_acc / w_total - 1.0)
+            x1 = bound if k == k_bins - 1 else bound * (2.0 * (w_acc + e[p, f, k]) / w_total - 1.0)
+            d0 = 1.0 if k == 0 else e[p, f, 2 * k_bins + k - 1]
+            d1 = 1.0 if k == k_bins - 1 else e[p, f, 2 * k_bins + k]
+            s = (y1 - y0) / (x1 - x0)
+            dy = yv - y0
+            a = (y1 - y0) * (s - d0) + dy * (d0 + d1 - 2.0 * s)
+            b2 = (y1 - y0) * d0 - dy * (d0 + d1 - 2.0 * s)
+            c = -s * dy
+            z = 2.0 * c / (-b2 - np.sqrt(b2 * b2 - 4.0 * a * c))
+            out[j, f] = x0 + z * (x1 - x0)

@@ -21,18 +21,20 @@ from typing import Any, Literal, get_args
 
 from eventgen.errors import ConfigError
 
-Mode = Literal["buffer", "kde", "gmm", "prior"]
+Mode = Literal["buffer", "kde", "gmm", "prior", "flow"]
 Selection = Literal["uniform", "stratified", "weighted"]
 BandwidthRule = Literal["scott", "silverman"]
+FlowTarget = Literal["mu", "mixture"]
 MODES: tuple[Mode, ...] = get_args(Mode)
 SELECTIONS: tuple[Selection, ...] = get_args(Selection)
 BANDWIDTH_RULES: tuple[BandwidthRule, ...] = get_args(BandwidthRule)
+FLOW_TARGETS: tuple[FlowTarget, ...] = get_args(FlowTarget)
 
 #: The modes that draw one buffer event per sample, so that ``selection`` applies to them;
 #: every other mode samples with ``selection="uniform"`` (and switches to it when chosen).
 EVENT_MODES: tuple[Mode, ...] = ("buffer", "kde")
 #: The settings a fitted mode applies when drawing; a change of any other field fits the mode again.
-_DRAW_FIELDS = frozenset({"alpha", "gamma", "selection"})
+_DRAW_FIELDS = frozenset({"alpha", "gamma", "selection", "temperature"})
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,17 @@ class SamplingSettings:
     """How latent points are drawn from the buffer of N training events (see :mod:`eventgen.buffer`).
 
     ``mode``          buffer: ``z = mu_i + (alpha * sigma_i + gamma) * eps``; kde: ``z = mu_i + h * eps``;
-                      gmm: an ``n_components`` full-covariance mixture fitted on the mu_i; prior: N(0, I)
+                      gmm: an ``n_components`` full-covariance mixture fitted on the mu_i; prior: N(0, I);
+                      flow: a neural spline flow trained on the buffer, ``z = f(temperature * eps)``
     ``alpha, gamma``  scale of the buffer mode's components ([DE]: 1 and 0.05)
     ``selection``     how event i is picked (buffer, kde): uniform, stratified or weighted
     ``bandwidth``     kde: ``"scott"``, ``"silverman"`` or a number > 0
     ``n_components``  gmm: number of mixture components
+    ``temperature``   flow: the base noise is scaled by T, ``0 < T <= 1`` (1 samples the learned density)
+    ``flow_transforms, flow_hidden``  flow: spline coupling layers, and hidden units of their MLPs
+    ``flow_epochs``   flow: training epochs (a fixed budget; the best validation epoch is kept)
+    ``flow_target``   flow: what it learns, ``"mixture"`` (draws ``mu_i + sigma_i * eps``, fresh every
+                      epoch: the buffer's Gaussian mixture) or ``"mu"`` (the buffer means)
 
     Invalid values raise :class:`~eventgen.errors.ConfigError` naming the valid choices.
     """
@@ -55,6 +63,11 @@ class SamplingSettings:
     selection: Selection = "uniform"
     bandwidth: float | BandwidthRule = "scott"
     n_components: int = 100
+    temperature: float = 1.0
+    flow_transforms: int = 4
+    flow_hidden: int = 128
+    flow_epochs: int = 100
+    flow_target: FlowTarget = "mixture"
 
     def __post_init__(self) -> None:
         if not isinstance(self.mode, str) or self.mode not in MODES:
@@ -80,10 +93,30 @@ class SamplingSettings:
             )
         else:
             object.__setattr__(self, "bandwidth", float(bw))
-        n = self.n_components
-        if isinstance(n, bool) or not isinstance(n, Integral) or n < 1:
-            raise ConfigError(f"n_components={n!r} is invalid; pass an integer >= 1")
-        object.__setattr__(self, "n_components", int(n))
+        for name, high in (
+            ("n_components", None),
+            ("flow_transforms", 64),
+            ("flow_hidden", 4096),
+            ("flow_epochs", None),
+        ):
+            n = getattr(self, name)
+            if isinstance(n, bool) or not isinstance(n, Integral) or n < 1 or (high is not None and n > high):
+                limit = f" and <= {high}" if high is not None else ""
+                raise ConfigError(f"{name}={n!r} is invalid; pass an integer >= 1{limit}")
+            object.__setattr__(self, name, int(n))
+        if not isinstance(self.flow_target, str) or self.flow_target not in FLOW_TARGETS:
+            raise ConfigError(
+                f"flow_target={self.flow_target!r} is unknown; choose one of {', '.join(FLOW_TARGETS)}"
+            )
+        t = self.temperature
+        if not _is_number(t) or not math.isfinite(t) or not 0 < t <= 1:
+            raise ConfigError(f"temperature={t!r} is invalid; pass a number in (0, 1]")
+        object.__setattr__(self, "temperature", float(t))
+        if self.temperature != 1.0 and self.mode != "flow":
+            raise ConfigError(
+                f"temperature={self.temperature!r} applies to mode 'flow' only; use temperature=1 "
+                f"with mode={self.mode!r}"
+            )
         if self.selection != "uniform" and self.mode not in EVENT_MODES:
             raise ConfigError(
                 f"selection={self.selection!r} applies to modes {' and '.join(map(repr, EVENT_MODES))} "
@@ -98,8 +131,8 @@ class SamplingSettings:
     def updated(self, changes: Mapping[str, Any] | None = None, *, where: str = "") -> SamplingSettings:
         """These settings with ``changes`` applied; a ``None`` value keeps the current one.
 
-        A new mode that picks no buffer events (gmm, prior) implies ``selection="uniform"``
-        unless a selection is given. Unknown keys and invalid values raise ConfigError,
+        A new mode that picks no buffer events (gmm, prior, flow) implies ``selection="uniform"``
+        unless a selection is given, and a mode other than flow ``temperature=1``. Unknown keys and invalid values raise ConfigError,
         prefixed with ``where`` (for example ``"run.yaml: generate"``) when given.
         """
         if changes is not None and not isinstance(changes, Mapping):
@@ -114,6 +147,8 @@ class SamplingSettings:
             )
         if given.get("mode", self.mode) not in EVENT_MODES and "selection" not in given:
             given["selection"] = "uniform"
+        if given.get("mode", self.mode) != "flow" and "temperature" not in given:
+            given["temperature"] = 1.0
         try:
             return dataclasses.replace(self, **given)
         except ConfigError as exc:

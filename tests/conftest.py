@@ -8,6 +8,7 @@ present and are skipped otherwise, with ``--device cpu`` never, and with ``--dev
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +70,15 @@ def ttbar_path() -> Path:
 @pytest.fixture(scope="session")
 def zll_path() -> Path:
     return DATA / "zll_small.parquet"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one intra-op thread, as in a generation run: small networks (the flow mode's) run
+    fastest so, and do not fight other processes for the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

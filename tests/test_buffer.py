@@ -17,6 +17,8 @@ from eventgen.components import COMPONENTS
 from eventgen.errors import BundleError, ConfigError, EventgenError, InputError
 from eventgen.sampling import MODES, SamplingSettings
 
+FLOW = {"flow_transforms": 2, "flow_hidden": 8, "flow_epochs": 2}  # a small flow, quick to train
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SETTINGS = [
     {"mode": "buffer"},
     {"mode": "buffer", "selection": "stratified"},
@@ -25,6 +27,7 @@ SETTINGS = [
     {"mode": "kde", "bandwidth": "silverman", "selection": "stratified"},
     {"mode": "gmm", "n_components": 3},
     {"mode": "prior"},
+    {"mode": "flow", "temperature": 0.8, **FLOW},
 ]
 
 
@@ -255,7 +258,8 @@ def _direct_logpdf(z: np.ndarray, means: np.ndarray, covs: np.ndarray, log_w: np
 @pytest.mark.parametrize("mode", MODES)
 def test_score_samples_against_scipy(rng: np.random.Generator, mode: str) -> None:
     mu, sigma = _latents(rng, n=40, d=3)
-    buffer = _buffer(mode=mode, alpha=0.7, gamma=0.1, n_components=2).fit(mu, sigma)
+    flow = {**FLOW, "temperature": 0.7} if mode == "flow" else {}
+    buffer = _buffer(mode=mode, alpha=0.7, gamma=0.1, n_components=2, **flow).fit(mu, sigma)
     z = rng.normal(0.0, 3.0, (50, 3))
     z[0] = 40.0  # far from every component: must stay finite, not -inf or nan
     equal = np.full(40, -np.log(40))
@@ -271,11 +275,19 @@ def test_score_samples_against_scipy(rng: np.random.Generator, mode: str) -> Non
         expected = _direct_logpdf(z, gmm.gmm_means, covs, np.log(gmm.gmm_weights))
     elif mode == "prior":
         expected = stats.multivariate_normal(np.zeros(3), np.eye(3)).logpdf(z)
+    elif mode == "flow":  # with every parameter 0, each spline is the identity: a Gaussian
+        state = buffer.get_state()
+        state["flow_params"] = np.zeros_like(state["flow_params"])
+        buffer = DensityBuffer.from_state(state, buffer.settings)
+        z = z.astype(np.float32)  # the flow computes in float32
+        scale = buffer.settings.temperature * state["flow_scale"].astype(np.float64)
+        expected = stats.multivariate_normal(state["flow_shift"], np.diag(scale**2)).logpdf(z)
     else:
         pytest.fail(f"no known answer for mode {mode!r}: add one here")
     got = buffer.score_samples(z)
     assert got.shape == (50,) and got.dtype == np.float64 and np.all(np.isfinite(got))
-    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
+    tol = 1e-6 if mode == "flow" else 1e-9  # float32 inside the flow
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
 
 
 # ------------------------------------------------------------------ state
@@ -453,3 +465,77 @@ def test_stored_arrays_are_checked_before_sampling(rng: np.random.Generator) -> 
         BundleError, match=r"array 'gmm_weights' is for n_components=10000, more than the 600"
     ):
         DensityBuffer.from_state(gmm, SamplingSettings(mode="gmm", n_components=10_000))
+
+
+# ------------------------------------------------------------------ flow
+
+
+def test_flow_does_not_depend_on_threads(rng: np.random.Generator) -> None:
+    """Buffer threads and torch's own threads: the same latent points, bit for bit."""
+    import torch
+
+    buffer = _fitted(rng, {"mode": "flow", **FLOW})
+    n = 3 * BLOCK + 7
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        reference, _ = buffer.sample_range(0, n, seed=5, n_threads=1)
+        threaded, _ = buffer.sample_range(0, n, seed=5, n_threads=3)
+        torch.set_num_threads(2)
+        both, _ = buffer.sample_range(0, n, seed=5, n_threads=2)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(threaded, reference)
+    np.testing.assert_array_equal(both, reference)
+
+
+def test_flow_is_fitted_with_the_bundle_only(rng: np.random.Generator) -> None:
+    mu, sigma = _latents(rng, n=60)
+    plain = _buffer(seed=1).fit(mu, sigma)
+    with pytest.raises(ConfigError, match=r"fitted with mode 'buffer': fit it with 'buffer: \{mode: flow\}'"):
+        plain.with_settings(SamplingSettings(mode="flow", **FLOW))
+    flow = _buffer(seed=1, mode="flow", **FLOW).fit(mu, sigma)
+    cooler = flow.with_settings(SamplingSettings(mode="flow", temperature=0.5, **FLOW))  # draw-time: kept
+    assert cooler.component_.flow is not flow.component_.flow and cooler.settings.temperature == 0.5
+    np.testing.assert_array_equal(cooler.get_state()["flow_params"], flow.get_state()["flow_params"])
+    with pytest.raises(ConfigError, match="fitted with a flow trained with other settings"):
+        flow.with_settings(SamplingSettings(mode="flow", **{**FLOW, "flow_epochs": 3}))
+    assert flow.with_settings(SamplingSettings(mode="kde")).settings.mode == "kde"  # others still refit
+    with pytest.raises(InputError, match="mode 'flow' needs a latent space of at least 2 dimensions"):
+        _buffer(mode="flow", **FLOW).fit(mu[:, :1], sigma[:, :1])
+
+
+def test_flow_targets_differ(rng: np.random.Generator) -> None:
+    mu, sigma = _latents(rng, n=200)
+    states = [
+        _buffer(mode="flow", flow_target=target, **FLOW).fit(mu, sigma).get_state()["flow_params"]
+        for target in ("mu", "mixture")
+    ]
+    assert not np.array_equal(*states)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("flow_params", "short", r"array 'flow_params' has shape \(\d+,\), expected"),
+        ("flow_hidden", 9, r"array 'flow_hidden' is 9, but the settings give 8"),
+        ("flow_features", 5, r"array 'flow_features' is 5, but the settings give 4"),
+        ("flow_scale", "negative", r"array 'flow_scale' has values down to"),
+        ("flow_extra", 0.0, r"array 'flow_extra' is not part of a flow state"),
+    ],
+)
+def test_flow_state_is_checked(rng: np.random.Generator, key: str, value: object, match: str) -> None:
+    buffer = _fitted(rng, {"mode": "flow", **FLOW})
+    state = buffer.get_state()
+    if value == "short":
+        state[key] = state[key][:-1]
+    elif value == "negative":
+        state[key] = -state[key]
+    else:
+        state[key] = np.asarray(value)
+    with pytest.raises(BundleError, match=f"buffer state is invalid: {match}"):
+        DensityBuffer.from_state(state, buffer.settings)
+    del state[key]
+    if key != "flow_extra":
+        with pytest.raises(BundleError, match=f"buffer state lacks \\['{key}'\\]"):
+            DensityBuffer.from_state(state, buffer.settings)

@@ -12,11 +12,13 @@ import pytest
 from eventgen.components import BLOCK, COMPONENTS, Component, block_noise
 from eventgen.sampling import MODES, SamplingSettings
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CASES = {
     "buffer": SamplingSettings(mode="buffer", alpha=0.7, gamma=0.1),
     "kde": SamplingSettings(mode="kde"),
     "gmm": SamplingSettings(mode="gmm", n_components=2),
     "prior": SamplingSettings(mode="prior"),
+    "flow": SamplingSettings(mode="flow", temperature=0.9, flow_transforms=2, flow_hidden=16, flow_epochs=3),
 }
 
 
@@ -77,3 +79,10 @@ def test_block_noise_is_a_prefix_of_the_stream() -> None:
     block_noise(np.random.default_rng(1), 4, out)
     full = np.random.default_rng(1).standard_normal((14, 3), dtype=np.float32)
     np.testing.assert_array_equal(out, full[4:])
+
+
+def test_flow_stores_the_flows_state_in_whole_chunks() -> None:
+    from eventgen.flow import CHUNK, STATE_NAMES
+
+    assert COMPONENTS["flow"].state_names == tuple(f"flow_{name}" for name in STATE_NAMES)
+    assert BLOCK % CHUNK == 0  # a block's rows are pushed through the flow in chunks at fixed positions

@@ -238,3 +238,36 @@ def test_resume_after_sigkill_gives_the_uninterrupted_events(bundle: Bundle, tmp
     reference = tmp_path / "reference.parquet"
     generate(bundle, n, reference, seed=8, device="cpu")
     np.testing.assert_array_equal(_dataset(out), read_events(reference).data)
+
+
+def test_flow_mode_is_stored_in_the_bundle_and_reproducible(
+    bundle: Bundle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eventgen.buffer import DensityBuffer
+    from eventgen.cli import main
+    from eventgen.sampling import SamplingSettings
+
+    settings = SamplingSettings(mode="flow", flow_transforms=2, flow_hidden=16, flow_epochs=2)
+    with pytest.raises(ConfigError, match="fitted with mode 'buffer': fit it with 'buffer: {mode: flow}'"):
+        generate(bundle, 100, tmp_path / "refused.parquet", sampling=settings, device="cpu")
+    argv = ["generate", str(bundle.path), "-n", "100", "-o", str(tmp_path / "cli.parquet"), "--mode", "flow"]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fit it with 'buffer: {mode: flow}' in the fit config" in err[0]
+    assert not (tmp_path / "refused.parquet").exists() and not (tmp_path / "cli.parquet").exists()
+
+    buffer = DensityBuffer(settings, seed=5).fit(bundle.buffer.mu_, bundle.buffer.sigma_)
+    dataclasses.replace(bundle, buffer=buffer, path=None).save(tmp_path / "flow-bundle")
+    flow_bundle = Bundle.load(tmp_path / "flow-bundle")
+    assert flow_bundle.buffer.settings == settings
+    data = []
+    for i, kwargs in enumerate([{"batch_size": 1000, "threads": 1}, {"batch_size": 65_536, "threads": 2}]):
+        generate(flow_bundle, 9000, tmp_path / f"{i}.parquet", seed=3, device="cpu", **kwargs)
+        data.append(read_events(tmp_path / f"{i}.parquet").data)
+    np.testing.assert_array_equal(data[0], data[1])
+    assert physicality(data[0], bundle.schema, bundle.cleanup.pt_min_)["all"] == 1.0
+    cool = tmp_path / "cool.parquet"
+    generate(flow_bundle, 9000, cool, seed=3, sampling={"temperature": 0.5}, device="cpu")
+    assert read_metadata(cool)["provenance"]["sampling"]["temperature"] == 0.5
+    assert not np.array_equal(read_events(cool).data, data[0])

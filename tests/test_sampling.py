@@ -23,7 +23,7 @@ def test_defaults_are_the_prior_arts() -> None:
 def test_every_mode_has_a_component() -> None:
     assert list(COMPONENTS) == list(MODES)
     assert set(EVENT_MODES) <= set(MODES)
-    assert MODES == ("buffer", "kde", "gmm", "prior") and BANDWIDTH_RULES == ("scott", "silverman")
+    assert MODES == ("buffer", "kde", "gmm", "prior", "flow") and BANDWIDTH_RULES == ("scott", "silverman")
 
 
 def test_numbers_are_normalised_and_round_trip_through_json() -> None:
@@ -53,6 +53,25 @@ def test_numbers_are_normalised_and_round_trip_through_json() -> None:
         ({"mode": "gmm", "n_components": 2.5}, "n_components=2.5 is invalid"),
         ({"mode": "gmm", "selection": "stratified"}, "applies to modes 'buffer' and 'kde' only"),
         ({"mode": "prior", "selection": "weighted"}, "use selection='uniform' with mode='prior'"),
+        ({"mode": "flow", "temperature": 0.0}, r"temperature=0.0 is invalid; pass a number in \(0, 1\]"),
+        ({"mode": "flow", "temperature": 1.5}, "temperature=1.5 is invalid"),
+        ({"mode": "flow", "temperature": float("inf")}, "temperature=inf is invalid"),
+        ({"mode": "flow", "temperature": "1"}, "temperature='1' is invalid"),
+        (
+            {"temperature": 0.5},
+            "temperature=0.5 applies to mode 'flow' only; use temperature=1 with mode='buffer'",
+        ),
+        (
+            {"mode": "flow", "flow_target": "events"},
+            "flow_target='events' is unknown; choose one of mu, mixture",
+        ),
+        (
+            {"mode": "flow", "flow_transforms": 0},
+            "flow_transforms=0 is invalid; pass an integer >= 1 and <= 64",
+        ),
+        ({"mode": "flow", "flow_hidden": 5000}, "flow_hidden=5000 is invalid"),
+        ({"mode": "flow", "flow_epochs": 1.5}, "flow_epochs=1.5 is invalid; pass an integer >= 1"),
+        ({"mode": "flow", "selection": "stratified"}, "use selection='uniform' with mode='flow'"),
     ],
 )
 def test_invalid_settings(settings: dict, match: str) -> None:
@@ -103,7 +122,31 @@ def test_same_fit_ignores_draw_time_fields_only() -> None:
     assert base.same_fit(base.updated({"alpha": 3.0, "gamma": 0.0, "selection": "weighted"}))
     for change in ({"mode": "buffer"}, {"bandwidth": 0.1}, {"n_components": 7}):
         assert not base.same_fit(base.updated(change))
-    assert FIELDS == ("mode", "alpha", "gamma", "selection", "bandwidth", "n_components")
+    flow = SamplingSettings(mode="flow")
+    assert flow.same_fit(flow.updated({"temperature": 0.5}))
+    for change in ({"flow_epochs": 3}, {"flow_target": "mu"}, {"flow_hidden": 8}, {"flow_transforms": 2}):
+        assert not flow.same_fit(flow.updated(change))
+    assert FIELDS == (
+        "mode",
+        "alpha",
+        "gamma",
+        "selection",
+        "bandwidth",
+        "n_components",
+        "temperature",
+        "flow_transforms",
+        "flow_hidden",
+        "flow_epochs",
+        "flow_target",
+    )
+
+
+def test_a_mode_other_than_flow_resets_the_temperature() -> None:
+    cool = SamplingSettings(mode="flow", temperature=0.5)
+    assert cool.updated({"mode": "buffer"}).temperature == 1.0
+    assert cool.updated({"gamma": 0.1}).temperature == 0.5
+    with pytest.raises(ConfigError, match="temperature=0.5 applies to mode 'flow' only"):
+        cool.updated({"mode": "kde", "temperature": 0.5})
 
 
 def test_cli_choices_derive_from_the_settings() -> None:
