@@ -8,7 +8,10 @@ In one run, on one bundle:
   at three basket sizes: events per ``extend``, one basket per branch each);
 - the prior art's sampling, a Python loop calling ``np.random.normal`` per event;
 - end to end, ``eventgen generate`` in a fresh process to one Parquet file, one HDF5 file
-  and one ROOT file, with the process's peak resident memory.
+  and one ROOT file, with the process's peak resident memory;
+- the ``flow`` sampling mode beside the ``buffer`` mode: its sampling stage and end to end to
+  zstd Parquet, on a copy of the bundle whose buffer gets a flow of the default architecture
+  (its speed does not depend on how long it trained, so it trains ``--flow-epochs`` only).
 
     eventgen simulate ttbar -n 20000 --seed 1 -o train.parquet
     eventgen fit configs/deepevents.yaml --data train.parquet -o bundle
@@ -74,6 +77,16 @@ def end_to_end(bundle: str, n: int, output: Path, extra: list[str]) -> dict[str,
     return result
 
 
+def with_flow(bundle: Bundle, path: Path, epochs: int) -> Bundle:
+    """A saved copy of ``bundle`` sampling with mode ``flow`` (the default architecture, ``epochs`` epochs)."""
+    from eventgen.buffer import DensityBuffer
+
+    settings = bundle.buffer.settings.updated({"mode": "flow", "flow_epochs": epochs})
+    buffer = DensityBuffer(settings, seed=1).fit(bundle.buffer.mu_, bundle.buffer.sigma_)
+    dataclasses.replace(bundle, buffer=buffer, path=None).save(path)
+    return Bundle.load(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", required=True)
@@ -91,6 +104,8 @@ def main() -> None:
     )
     parser.add_argument("--compare", help="another bundle, run end to end alternating with this one")
     parser.add_argument("--compare-repeats", type=int, default=3, help="end-to-end runs of each bundle")
+    parser.add_argument("--flow-events", type=int, default=1_000_000, help="events of the flow mode's run")
+    parser.add_argument("--flow-epochs", type=int, default=2, help="training epochs of the flow (speed only)")
     parser.add_argument("--tmp", default=None, help="folder for the output files (default: a temporary one)")
     parser.add_argument("--out", default="benchmarks/results/generate.json")
     args = parser.parse_args()
@@ -149,6 +164,16 @@ def main() -> None:
             "hdf5": end_to_end(args.bundle, args.events, Path(tmp) / "e.h5", []),
             "root_zstd": end_to_end(args.bundle, args.events, Path(tmp) / "e.root", []),
         }
+        flow_bundle = with_flow(bundle, Path(tmp) / "flow-bundle", args.flow_epochs)
+        flow_z = np.empty((args.flow_events, bundle.buffer.mu_.shape[1]), np.float32)
+        stages["sampling_flow"] = rate(
+            args.flow_events,
+            lambda: flow_bundle.buffer.sample_range(0, args.flow_events, 1, out=flow_z, n_threads=workers),
+        )
+        e2e["parquet_zstd_flow"] = end_to_end(
+            str(flow_bundle.path), args.flow_events, Path(tmp) / "f.parquet", []
+        )
+        e2e["parquet_zstd_flow"]["n_events"] = args.flow_events
         if args.memory_events:
             e2e["parquet_zstd_long"] = end_to_end(
                 args.bundle, args.memory_events, Path(tmp) / "m.parquet", []
@@ -187,6 +212,8 @@ def main() -> None:
         },
         "preprocessing": _preprocessing(args.bundle),
         "comparison": comparison,
+        "flow_over_buffer_end_to_end": e2e["parquet_zstd_flow"]["events_per_second"]
+        / e2e["parquet_zstd"]["events_per_second"],
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
@@ -205,6 +232,9 @@ def main() -> None:
             f"end to end, parquet_zstd: {this} {r_this:,.0f} events/s, {other} {r_other:,.0f} events/s "
             f"(best of {args.compare_repeats} each, alternating): ratio {comparison['ratio']:.2f}"
         )
+    print(
+        f"flow mode over buffer mode, end to end to zstd Parquet: {result['flow_over_buffer_end_to_end']:.3f}"
+    )
     print(f"saved {args.out}")
 
 

@@ -9,6 +9,10 @@ comparison measures the density model alone:
 - ``kde``: a Gaussian kernel density estimate in the preprocessed space (Scott's bandwidth);
 - ``gmm``: the prior art's Gaussian mixture in data space (scikit-learn, full covariances;
   the prior art used 1000 components), fitted in the preprocessed space;
+- ``flow``: a neural spline flow (zuko, coupling layers; :class:`eventgen.flow.SplineFlow`)
+  trained in the preprocessed space for a fixed number of epochs, with 0.01 Gaussian noise on
+  its (standardised) inputs to dequantise discrete columns — the strongest off-the-shelf
+  density estimator measured here, and the generator to beat without copying;
 - the plain VAE is ``eventgen generate --mode prior`` and needs no code here.
 
 Beside them, the **decoder ceiling** (:func:`ceiling_events`) is not a generator but the best
@@ -29,7 +33,7 @@ from eventgen.errors import ConfigError
 if TYPE_CHECKING:
     from eventgen.bundle import Bundle
 
-BaselineName = Literal["smear", "kde", "gmm"]
+BaselineName = Literal["smear", "kde", "gmm", "flow"]
 BASELINES: tuple[BaselineName, ...] = get_args(BaselineName)
 
 
@@ -42,6 +46,7 @@ def baseline_events(
     *,
     smear: float = 0.05,
     n_components: int = 1000,
+    flow_epochs: int = 100,
 ) -> np.ndarray:
     """``n_events`` events ``(n_events, n_columns)`` float32 from baseline ``name`` fitted on ``train``.
 
@@ -72,6 +77,13 @@ def baseline_events(
         eps = rng.standard_normal((n_events, y.shape[1]))
         sample = gmm.means_[component] + np.einsum("nij,nj->ni", chol[component], eps)
         return _inverse(bundle, y, sample[rng.permutation(n_events)], rng)
+    if name == "flow":
+        from eventgen.flow import SplineFlow
+
+        y = bundle.preprocessor.transform(train).astype(np.float32)
+        flow = SplineFlow(y.shape[1], transforms=4, hidden=128).fit(y, flow_epochs, noise=0.01, seed=seed)
+        sample = flow.sample(rng.standard_normal((n_events, y.shape[1]), dtype=np.float32))
+        return _inverse(bundle, y, sample, rng)
     raise ConfigError(f"unknown baseline {name!r}; choose one of {list(BASELINES)}")
 
 

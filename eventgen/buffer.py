@@ -34,7 +34,7 @@ import numpy as np
 from eventgen import kernels
 from eventgen.components import BLOCK, COMPONENTS, Component
 from eventgen.errors import BundleError, ConfigError, EventgenError, InputError
-from eventgen.sampling import SamplingSettings
+from eventgen.sampling import BUNDLE_MODES, SamplingSettings
 from eventgen.validate import SavedState
 
 if TYPE_CHECKING:
@@ -344,7 +344,7 @@ class DensityBuffer:
         if settings.same_fit(self._fitted_settings):
             seed = self.seed
             component = cls.from_state(settings, self.mu_, self.sigma_, self.component_.get_state())
-        elif not cls.fits_on_demand:
+        elif settings.mode in BUNDLE_MODES:
             fitted = self._fitted_settings
             has = (
                 "a flow trained with other settings"

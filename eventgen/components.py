@@ -57,9 +57,6 @@ class Component(ABC):
     mode: ClassVar[Mode]
     #: names of the fitted arrays in :meth:`get_state` (stored beside mu and sigma)
     state_names: ClassVar[tuple[str, ...]] = ()
-    #: whether a buffer may fit this mode when asked to sample it (``with_settings``); False for a
-    #: mode whose fit takes minutes, which is fitted with the bundle and stored in it instead
-    fits_on_demand: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -305,7 +302,6 @@ class LatentFlow(Component):
         "flow_scale",
         "flow_params",
     )
-    fits_on_demand = False
 
     def __init__(self, flow: SplineFlow, temperature: float) -> None:
         self.flow, self.temperature = flow, temperature
@@ -324,7 +320,7 @@ class LatentFlow(Component):
             settings.flow_transforms,
             settings.flow_hidden,
         )
-        flow = SplineFlow(mu.shape[1], settings.flow_transforms, settings.flow_hidden).fit(
+        flow = SplineFlow(mu.shape[1], settings.flow_transforms, settings.flow_hidden, _FLOW_BINS).fit(
             mu,
             settings.flow_epochs,
             noise=sigma if settings.flow_target == "mixture" else None,
@@ -349,6 +345,7 @@ class LatentFlow(Component):
             "features": mu.shape[1],
             "transforms": settings.flow_transforms,
             "hidden": settings.flow_hidden,
+            "bins": _FLOW_BINS,
         }
         saved = SavedState.of(state, "flow state")
         return cls(SplineFlow.from_state(saved, expected=expected, prefix=_FLOW_PREFIX), settings.temperature)
@@ -373,6 +370,7 @@ class LatentFlow(Component):
 
 
 _FLOW_PREFIX = "flow_"
+_FLOW_BINS = 8  # spline bins of the latent flow
 COMPONENTS: dict[Mode, type[Component]] = {mode: _BY_MODE[mode] for mode in MODES}
 assert len(_BY_MODE) == len(MODES), f"components of unknown modes: {sorted(set(_BY_MODE) - set(MODES))}"
 

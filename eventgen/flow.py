@@ -5,8 +5,8 @@ transforms to a data point ``x``, and gives the exact log-density ``log p(x)``. 
 transform is a rational-quadratic spline coupling layer (zuko's ``NSF`` with ``passes=2``):
 half of the features are splined with parameters computed from the other half by a small
 MLP, and consecutive layers swap the halves. Sampling costs one MLP pass per transform (the
-first half's parameters do not depend on the input, so they are computed once per chunk
-from a single row), against one pass per *feature* for an autoregressive flow.
+first half's spline parameters depend on nothing, so they are computed once, from a single
+row), against one pass per *feature* for an autoregressive flow.
 
 :class:`SplineFlow` wraps it for eventgen:
 

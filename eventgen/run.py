@@ -29,8 +29,8 @@ from eventgen.baselines import BaselineName
 from eventgen.config import from_mapping, load_yaml
 from eventgen.errors import ConfigError
 from eventgen.evaluation import MIN_EVENTS
+from eventgen.sampling import BUNDLE_MODES, SamplingSettings
 from eventgen.sampling import FIELDS as SAMPLING_FIELDS
-from eventgen.sampling import SamplingSettings
 
 if TYPE_CHECKING:
     from eventgen.fitting import BufferSettings
@@ -71,6 +71,7 @@ class EvaluateStage:
     seed: int = 0
     baselines: tuple[Baseline, ...] = get_args(Baseline)
     gmm_components: int = 100
+    flow_epochs: int = 100
 
     def __post_init__(self) -> None:
         if self.max_events < MIN_EVENTS:
@@ -82,6 +83,8 @@ class EvaluateStage:
             raise ConfigError(f"evaluate.seed must be a non-negative integer, found {self.seed}")
         if self.gmm_components < 1:
             raise ConfigError(f"evaluate.gmm_components must be at least 1, found {self.gmm_components}")
+        if self.flow_epochs < 1:
+            raise ConfigError(f"evaluate.flow_epochs must be at least 1, found {self.flow_epochs}")
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,11 @@ def _generate_stage(section: dict[str, Any], buffer: BufferSettings, where: str)
     sampling = buffer.sampling.updated({k: v for k, v in section.items() if k not in own}, where=where)
     if sampling.selection == "weighted" and buffer.weight_column is None:
         raise ConfigError(f"{where}: selection 'weighted' needs fit.buffer.weight_column, e.g. met")
+    if sampling.mode in BUNDLE_MODES and not sampling.same_fit(buffer.sampling):
+        raise ConfigError(
+            f"{where}: mode {sampling.mode!r} is trained when the bundle is fitted; set it (and its settings) "
+            f"in fit.buffer instead, e.g. fit: {{buffer: {{mode: {sampling.mode}}}}}"
+        )
     stage = from_mapping(GenerateStage, {k: v for k, v in section.items() if k in own}, where)
     return dataclasses.replace(stage, sampling=sampling)
 
@@ -267,12 +275,17 @@ def _evaluate(job: RunJob, work: Path, command: list[str] | None) -> None:
         if name == "prior":
             generate(bundle, n, path, seed=e.seed, sampling={"mode": "prior"}, overwrite=True)
         else:
-            events = baseline_events(name, train.data, bundle, n, e.seed, n_components=e.gmm_components)
+            events = baseline_events(
+                name, train.data, bundle, n, e.seed, n_components=e.gmm_components, flow_epochs=e.flow_epochs
+            )
             write_events(path, events, bundle.schema, {"baseline": name}, overwrite=True)
         table = read_events(path, bundle.schema)
-        label = {"prior": "plain VAE (prior)", "smear": "±5% smearing", "kde": "Gaussian KDE"}.get(
-            name, f"GMM ({e.gmm_components} comp.)"
-        )
+        label = {
+            "prior": "plain VAE (prior)",
+            "smear": "±5% smearing",
+            "kde": "Gaussian KDE",
+            "flow": "spline flow",
+        }.get(name, f"GMM ({e.gmm_components} comp.)")
         extra.append((label, evaluate(table, reference, train, seed=e.seed, max_events=n, truth_from=result)))
     write_report(
         result,

@@ -33,6 +33,9 @@ FLOW_TARGETS: tuple[FlowTarget, ...] = get_args(FlowTarget)
 #: The modes that draw one buffer event per sample, so that ``selection`` applies to them;
 #: every other mode samples with ``selection="uniform"`` (and switches to it when chosen).
 EVENT_MODES: tuple[Mode, ...] = ("buffer", "kde")
+#: The modes whose fit takes minutes (training a network): fitted with the bundle and stored in it,
+#: never on demand when another mode or other fit settings are asked of a fitted buffer.
+BUNDLE_MODES: tuple[Mode, ...] = ("flow",)
 #: The settings a fitted mode applies when drawing; a change of any other field fits the mode again.
 _DRAW_FIELDS = frozenset({"alpha", "gamma", "selection", "temperature"})
 

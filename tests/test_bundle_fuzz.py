@@ -3,7 +3,7 @@
 Each case changes one array of one ``.npz`` of a copy of ``tests/data/bundle`` (its shape,
 dtype or values, or the shape its npy header declares) and checks that loading raises a
 one-line BundleError naming the file and the array, never touching memory the bundle
-does not own. The fixture samples in mode buffer; the arrays of modes kde and gmm are
+does not own. The fixture samples in mode buffer; the arrays of modes kde, gmm and flow are
 fuzzed on variants of it that store those modes, and the preprocessing of the mass
 representation in the canonical frame on a variant whose preprocess.npz stores that. A representative subset runs ``eventgen generate`` on the tampered bundle
 and checks exit code 2, one line on stderr, no traceback, no signal and no output.
@@ -27,6 +27,7 @@ import pytest
 from eventgen.bundle import Bundle
 from eventgen.components import bandwidth
 from eventgen.errors import BundleError
+from eventgen.flow import parameter_count
 
 ROOT = Path(__file__).parents[1]
 FIXTURE = ROOT / "tests" / "data" / "bundle"
@@ -44,6 +45,11 @@ MUST_NOT_BE_NEGATIVE = {
     ("buffer.npz", "h"),
     ("buffer.npz", "gmm_weights"),
     ("buffer.npz", "gmm_chol"),
+    ("buffer.npz", "flow_features"),
+    ("buffer.npz", "flow_transforms"),
+    ("buffer.npz", "flow_hidden"),
+    ("buffer.npz", "flow_bins"),
+    ("buffer.npz", "flow_scale"),
     ("cleanup.npz", "pt_min"),
     ("cleanup.npz", "eta_max"),
     ("cleanup.npz", "eta_cols"),
@@ -59,7 +65,8 @@ def _read(name: str) -> dict[str, np.ndarray]:
 
 ORIGINAL = {name: _read(name) for name in NPZ_FILES}
 _MU = ORIGINAL["buffer.npz"]["mu"].astype(np.float64)
-# Variants that sample in mode kde or gmm: their settings and the arrays they add to buffer.npz.
+_FLOW = {"features": _MU.shape[1], "transforms": 1, "hidden": 4, "bins": 8}
+# Variants that sample in mode kde, gmm or flow: their settings and the arrays they add to buffer.npz.
 VARIANTS: dict[str, tuple[dict[str, object], dict[str, np.ndarray]]] = {
     "kde": ({"mode": "kde"}, {"h": bandwidth(_MU, "scott")}),
     "gmm": (
@@ -68,6 +75,15 @@ VARIANTS: dict[str, tuple[dict[str, object], dict[str, np.ndarray]]] = {
             "gmm_weights": np.array([0.4, 0.3, 0.2, 0.1]),
             "gmm_means": _MU[:4].copy(),
             "gmm_chol": np.tile(0.1 * np.eye(_MU.shape[1]), (4, 1, 1)),
+        },
+    ),
+    "flow": (
+        {"mode": "flow", "flow_transforms": 1, "flow_hidden": 4},
+        {
+            **{f"flow_{k}": np.asarray(v, dtype=np.int64) for k, v in _FLOW.items()},
+            "flow_shift": _MU.mean(axis=0).astype(np.float32),
+            "flow_scale": _MU.std(axis=0).astype(np.float32),
+            "flow_params": np.full(parameter_count(**_FLOW), 0.01, dtype=np.float32),
         },
     ),
 }
@@ -233,7 +249,7 @@ CASES = [
 
 def test_every_array_is_covered() -> None:
     assert {key for _, name, key in MUTATIONS} >= {key for _, key in MUST_NOT_BE_NEGATIVE | INDICES}
-    assert sum(len(arrays) for arrays in ORIGINAL.values()) + 4 + 9 == len(MUTATIONS) > 30
+    assert sum(len(arrays) for arrays in ORIGINAL.values()) + 4 + 7 + 9 == len(MUTATIONS) > 30
     assert {"representation", "frame", "schema"} <= {
         key for variant, _, key in MUTATIONS if variant == "mass"
     }
@@ -272,6 +288,8 @@ CLI_CASES = [
         ("", "buffer.npz", "sigma", "negative"),
         ("", "buffer.npz", "mu", "header_huge"),
         ("gmm", "buffer.npz", "gmm_means", "missing_row"),
+        ("flow", "buffer.npz", "flow_params", "missing_row"),
+        ("flow", "buffer.npz", "flow_hidden", "huge"),
         ("", "preprocess.npz", "mean", "nan"),
         ("", "preprocess.npz", "log_mask", "flipped"),
         ("mass", "preprocess.npz", "schema", "renamed"),

@@ -82,10 +82,16 @@ def test_main_job_runs_and_skips_finished_stages(tmp_path: Path, caplog: pytest.
         ("fit: {buffer: {modes: kde}}\n", "unknown key run.yaml: fit: buffer.modes"),
         (
             "evaluate: {baselines: [smaer]}\n",
-            r"evaluate.baselines must be one of \['smear', 'kde', 'gmm', 'prior'\]",
+            r"evaluate.baselines must be one of \['smear', 'kde', 'gmm', 'flow', 'prior'\]",
         ),
         ("evaluate: {max_events: 5}\n", "evaluate.max_events must be at least 10"),
         ("evaluate: {gmm_components: 0}\n", "evaluate.gmm_components must be at least 1"),
+        ("evaluate: {flow_epochs: 0}\n", "evaluate.flow_epochs must be at least 1"),
+        ("generate: {mode: flow}\n", r"generate: mode 'flow' is trained when the bundle is fitted; set it"),
+        (
+            "fit: {buffer: {mode: flow}}\ngenerate: {flow_epochs: 7}\n",
+            r"e.g. fit: \{buffer: \{mode: flow\}\}",
+        ),
         ("seed: true\n", "seed must be a non-negative integer"),
         (
             "fit: {representation: momentum}\n",
@@ -109,8 +115,16 @@ def test_default_config_loads() -> None:
     assert job.simulate.n_train == 20_000
     assert job.fit.buffer.sampling == SamplingSettings(mode="buffer", alpha=1.0, gamma=0.05)
     assert job.generate.sampling == SamplingSettings(alpha=1.0, gamma=0.125)  # the fit's, overridden
-    assert job.evaluate.baselines == ("smear", "kde", "gmm", "prior")
+    assert job.evaluate.baselines == ("smear", "kde", "gmm", "flow", "prior")
+    assert job.evaluate.flow_epochs == 100
     assert (job.fit.representation, job.fit.frame) == ("mass", "canonical")  # the defaults of new fits
+
+
+def test_a_flow_fitted_with_the_bundle_takes_draw_time_overrides(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("fit: {buffer: {mode: flow, flow_epochs: 20}}\ngenerate: {temperature: 0.8}\n")
+    job = load_run_job(str(config))
+    assert job.generate.sampling == SamplingSettings(mode="flow", flow_epochs=20, temperature=0.8)
 
 
 def test_generate_overrides_apply_to_the_fit_sampling(tmp_path: Path) -> None:
@@ -128,7 +142,7 @@ def test_generate_overrides_apply_to_the_fit_sampling(tmp_path: Path) -> None:
     ("section", "choices"),
     [
         ("generate: {mode: bufer}", "choose one of buffer, kde, gmm, prior"),
-        ("evaluate: {baselines: [smaer]}", "must be one of ['smear', 'kde', 'gmm', 'prior']"),
+        ("evaluate: {baselines: [smaer]}", "must be one of ['smear', 'kde', 'gmm', 'flow', 'prior']"),
     ],
 )
 def test_a_typo_fails_before_any_stage_and_without_heavy_imports(
