@@ -78,6 +78,7 @@ class SplineFlow:
         validation: float = 0.1,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        threads: int = 1,
     ) -> Self:
         """Train on the rows of ``x`` ``(n, features)`` for ``epochs`` epochs; returns ``self``.
 
@@ -85,13 +86,17 @@ class SplineFlow:
         deviation of Gaussian noise added afresh to every training row in every epoch: a small
         constant dequantises discrete columns, per-row widths make the flow learn a mixture of
         Gaussians around the rows. The validation rows (a ``validation`` fraction, at least one)
-        get one fixed noise draw. Training runs on ``device``; the result lives on the CPU.
+        get one fixed noise draw. Training runs on ``device``; the result lives on the CPU. On
+        the CPU it uses ``threads`` torch threads (1 by default: networks this small gain little
+        from more, lose much when another process holds a core, and the weights then do not
+        depend on the caller's thread setting).
         """
         _check_hyper(self.features, self.transforms, self.hidden, self.bins, ConfigError)
         data = _check_rows(x, "x", self.features).astype(np.float64)
         epochs = _check_int(epochs, "epochs", 1)
         batch_size = _check_int(batch_size, "batch_size", 1)
         seed = _check_int(seed, "seed", 0)
+        threads = _check_int(threads, "threads", 1)
         if not (isinstance(validation, float | int) and 0.0 < validation < 1.0):
             raise ConfigError(f"validation={validation!r} is invalid; pass a fraction in (0, 1)")
         if not (isinstance(learning_rate, float | int) and 0.0 < learning_rate < math.inf):
@@ -117,6 +122,28 @@ class SplineFlow:
             train_w = as_t(width[perm[n_val:]] if per_row else width)
             val_w = as_t(width[perm[:n_val]] if per_row else width)
             val_x = val_x + val_w * torch.randn(val_x.shape, generator=gen)
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            cpu = self._train(train_x, val_x, train_w, gen, device, epochs, batch_size, learning_rate, seed)
+        finally:
+            torch.set_num_threads(before)
+        self._set_fitted(cpu, shift.astype(np.float32), scale.astype(np.float32))
+        return self
+
+    def _train(
+        self,
+        train_x: torch.Tensor,
+        val_x: torch.Tensor,
+        train_w: torch.Tensor | None,
+        gen: torch.Generator,
+        device: torch.device,
+        epochs: int,
+        batch_size: int,
+        learning_rate: float,
+        seed: int,
+    ) -> torch.nn.Module:
+        """The training loop; returns the flow of the best validation epoch, on the CPU, in eval mode."""
         flow = _build(self.features, self.transforms, self.hidden, self.bins, seed).to(device)
         optimiser = torch.optim.Adam(flow.parameters(), lr=float(learning_rate))
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, epochs)
@@ -149,8 +176,7 @@ class SplineFlow:
         cpu = flow.cpu().eval()
         torch.nn.utils.vector_to_parameters(best_params, cpu.parameters())
         self.history_ = history
-        self._set_fitted(cpu, shift.astype(np.float32), scale.astype(np.float32))
-        return self
+        return cpu
 
     def _set_fitted(self, flow: torch.nn.Module, shift: np.ndarray, scale: np.ndarray) -> None:
         for p in flow.parameters():

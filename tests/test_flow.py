@@ -27,7 +27,13 @@ def fitted() -> SplineFlow:
 
 
 def test_training_is_seeded_and_keeps_the_best_epoch(fitted: SplineFlow) -> None:
-    again = SplineFlow(3, transforms=2, hidden=16).fit(_data(), 4, seed=2)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # the caller's setting does not matter: training runs on `threads`
+        again = SplineFlow(3, transforms=2, hidden=16).fit(_data(), 4, seed=2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
     np.testing.assert_array_equal(again.get_state()["params"], fitted.get_state()["params"])
     other = SplineFlow(3, transforms=2, hidden=16).fit(_data(), 4, seed=3)
     assert not np.array_equal(other.get_state()["params"], fitted.get_state()["params"])
