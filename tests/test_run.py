@@ -116,7 +116,7 @@ def test_default_config_loads() -> None:
     assert job.fit.buffer.sampling == SamplingSettings(mode="buffer", alpha=1.0, gamma=0.05)
     assert job.generate.sampling == SamplingSettings(alpha=1.0, gamma=0.125)  # the fit's, overridden
     assert job.evaluate.baselines == ("smear", "kde", "gmm", "flow", "prior")
-    assert job.evaluate.flow_epochs == 100
+    assert job.evaluate.flow_epochs == 60
     assert (job.fit.representation, job.fit.frame) == ("mass", "canonical")  # the defaults of new fits
 
 
