@@ -182,16 +182,22 @@ def _cat(parts: list[torch.Tensor], width: int) -> np.ndarray:
     return torch.cat(parts).cpu().numpy().astype(np.float32, copy=False)
 
 
+#: the smallest log-variance turned into a sigma: exp(-40) is far below any useful latent scale
+MIN_LOGVAR = -80.0
+
+
 def encode_numpy(model: BetaVAE, x: np.ndarray, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Encode preprocessed events ``(n_events, n_features)`` to ``(mu, sigma)``.
 
-    Both outputs are ``(n_events, latent_dim)`` float32; ``sigma = exp(logvar / 2)``. Runs in
+    Both outputs are ``(n_events, latent_dim)`` float32; ``sigma = exp(logvar / 2)``, with
+    ``logvar`` floored at :data:`MIN_LOGVAR` so that an event the encoder is very sure of keeps a
+    positive float32 sigma (``exp`` of a log-variance below about -200 underflows to 0). Runs in
     chunks of ``batch_size`` under ``torch.inference_mode`` on the model's device.
     """
     parts = _chunked(model, x, model.n_features, batch_size, "encode_numpy", model.encode)
     k = model.settings.latent_dim
     mu = _cat([p[0] for p in parts], k)
-    sigma = _cat([torch.exp(0.5 * p[1]) for p in parts], k)
+    sigma = _cat([torch.exp(0.5 * p[1].clamp_min(MIN_LOGVAR)) for p in parts], k)
     return mu, sigma
 
 

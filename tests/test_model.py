@@ -10,6 +10,7 @@ import torch
 
 from eventgen.errors import ConfigError, InputError
 from eventgen.model import (
+    MIN_LOGVAR,
     BetaVAE,
     ModelSettings,
     encode_numpy,
@@ -119,6 +120,17 @@ def test_numpy_helpers(model: BetaVAE) -> None:
     assert reconstruction_error_numpy(model, np.zeros((0, 7), dtype=np.float32)).shape == (0,)
     assert encode_numpy(model, np.zeros((0, 7), dtype=np.float32))[0].shape == (0, 3)
     assert model.training  # the helpers restore the mode they found
+
+
+def test_encode_numpy_sigma_stays_positive_for_very_sure_events() -> None:
+    """A log-variance below about -200 underflows exp() to 0 in float32; sigma must stay > 0."""
+    model = BetaVAE(7, SMALL)
+    x = np.random.default_rng(1).normal(size=(9, 7)).astype(np.float32)
+    with torch.no_grad():
+        model.to_logvar.bias.fill_(-500.0)
+    _, sigma = encode_numpy(model, x)
+    assert (sigma > 0).all() and np.isfinite(sigma).all()
+    np.testing.assert_allclose(sigma, np.exp(0.5 * MIN_LOGVAR), rtol=1e-2)
 
 
 def test_numpy_helpers_check_shapes(model: BetaVAE) -> None:
