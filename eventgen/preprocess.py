@@ -119,10 +119,31 @@ class Preprocessor:
             if positive.size:
                 self.log_scale_[j] = _SCALE_FRACTION * float(np.quantile(positive, _SCALE_QUANTILE))
         f = self._forward(features)
-        self.mean_ = f.mean(axis=0)
+        self.mean_, spread = _column_moments(f, self._statistics_rows(x))
         _check_statistic(self.mean_, x, columns)
-        self.std_ = _guard(f.std(axis=0), self.mean_)
+        self.std_ = _guard(spread, self.mean_)
         return self
+
+    def _statistics_rows(self, x: np.ndarray) -> np.ndarray | None:
+        """Which events set each column's mean and spread: ``(n_events, n_columns)`` bool, or None for all.
+
+        In the mass representation an object's columns are standardised over the events where
+        the object is present (at least two of them). Over all events, a rarely present object
+        (a second lepton in W+jets) has a spread set by its zeros, which puts its few present
+        values hundreds of standard deviations out: they dominate the loss and the validation
+        that picks the best epoch. Absent objects then sit at their own value, apart from
+        the present ones, as before.
+        """
+        if self.representation != "mass":
+            return None
+        rows = np.ones(x.shape, dtype=bool)
+        for o in self.schema_.objects():
+            present = x[:, o.pt] > 0
+            if np.count_nonzero(present) >= 2:
+                for c in (o.e, o.pt, o.eta, o.phi):
+                    if c >= 0:
+                        rows[:, c] = present
+        return rows
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Raw events ``(n_events, n_features)`` -> preprocessed float32 of the same shape."""
@@ -297,6 +318,16 @@ def _stored_schema(saved: SavedState, schema: Schema | None) -> Schema:
     if schema is not None and stored != schema:
         raise saved.error("schema", f"is not the bundle's schema {schema.name!r} (columns or masses differ)")
     return stored
+
+
+def _column_moments(f: np.ndarray, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and standard deviation of ``f``, over the events ``rows`` selects (all if None)."""
+    if rows is None:
+        return f.mean(axis=0), f.std(axis=0)
+    count = rows.sum(axis=0)
+    mean = np.where(rows, f, 0.0).sum(axis=0) / count
+    var = np.where(rows, (f - mean) ** 2, 0.0).sum(axis=0) / count
+    return mean, np.sqrt(var)
 
 
 def _guard(std: np.ndarray, mean: np.ndarray) -> np.ndarray:
