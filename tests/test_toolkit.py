@@ -217,7 +217,7 @@ def test_denoise_returns_each_event_in_its_own_frame(bundle: Bundle, table: Even
     lead_phi = np.array([o.phi for o in schema.objects()])[lead]
     rows = np.arange(len(events))
     shift = np.abs(wrap(out[rows, lead_phi].astype(np.float64) - events[rows, lead_phi]))
-    assert np.median(shift) < 0.3
+    assert np.median(shift) < 0.6  # a random frame: pi / 2
 
 
 def test_add_noise_leaves_absent_objects_and_counts_alone(table: EventTable) -> None:
