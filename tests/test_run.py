@@ -113,8 +113,9 @@ def test_run_config_errors(tmp_path: Path, text: str, match: str) -> None:
 def test_default_config_loads() -> None:
     job = load_run_job(str(Path(__file__).parents[1] / "configs" / "default.yaml"))
     assert job.simulate.n_train == 20_000
-    assert job.fit.buffer.sampling == SamplingSettings(mode="buffer", alpha=1.0, gamma=0.05)
-    assert job.generate.sampling == SamplingSettings(alpha=1.0, gamma=0.125)  # the fit's, overridden
+    assert job.fit.buffer.sampling == SamplingSettings(mode="buffer", alpha=1.0, gamma=0.2)
+    assert job.generate.sampling == SamplingSettings(alpha=1.0, gamma=0.2)
+    assert (job.fit.model.latent_dim, job.fit.model.beta) == (28, 1e-4)
     assert job.evaluate.baselines == ("smear", "kde", "gmm", "flow", "prior")
     assert job.evaluate.flow_epochs == 60
     assert (job.fit.representation, job.fit.frame) == ("mass", "canonical")  # the defaults of new fits
