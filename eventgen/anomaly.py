@@ -4,6 +4,7 @@ Functions take a fitted :class:`~eventgen.bundle.Bundle` and raw events ``(n_eve
 in the bundle's schema order and return NumPy float32.
 
 - :func:`anomaly_scores`: per-event reconstruction MSE and negative ELBO (outlier detection),
+  :func:`score_samples` one of them for events of any form (``Bundle.score_samples``),
   :func:`write_scores` writes them; :func:`to_schema` maps events of another schema into the
   bundle's layout (Z→ℓℓ events scored by a tt̄ bundle).
 
@@ -13,19 +14,21 @@ Denoising, the reconstruction itself, is :func:`eventgen.latent.denoise`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
-from eventgen.errors import InputError, OutputError
-from eventgen.io import EventTable, write_events
+from eventgen.errors import ConfigError, InputError, OutputError
+from eventgen.io import EventTable, as_event_table, write_events
 from eventgen.latent import check_events
 from eventgen.schema import Column, Schema
 
 if TYPE_CHECKING:
     from eventgen.bundle import Bundle
+    from eventgen.io import EventsLike
 
-SCORE_NAMES = ("reconstruction", "neg_elbo")
+ScoreName = Literal["reconstruction", "neg_elbo"]
+SCORE_NAMES: tuple[ScoreName, ...] = get_args(ScoreName)
 _FLOAT32_EXACT = 1 << 24  # integers up to 2**24 are exact in float32
 
 
@@ -80,6 +83,25 @@ def anomaly_scores(bundle: Bundle, events: np.ndarray) -> dict[str, np.ndarray]:
         "reconstruction": mse.astype(np.float32),
         "neg_elbo": ((1.0 - beta) * mse + beta * kl).astype(np.float32),
     }
+
+
+def score_samples(bundle: Bundle, events: EventsLike, score: ScoreName = "reconstruction") -> np.ndarray:
+    """One anomaly score per event, ``(n_events,)`` float32, as ``eventgen score`` computes it.
+
+    ``events``: an :class:`EventTable`, a pandas DataFrame, an array ``(n_events, n_columns)`` in the
+    bundle's schema, or an event file. Events holding the bundle's columns are scored on those;
+    events of another schema are mapped into the bundle's first (:func:`to_schema`). ``score`` is
+    one of :data:`SCORE_NAMES` (see :func:`anomaly_scores`); higher is more unusual.
+    """
+    if score not in SCORE_NAMES:
+        raise ConfigError(f"score={score!r} is unknown; choose one of {', '.join(SCORE_NAMES)}")
+    is_array = isinstance(events, np.ndarray)
+    table = as_event_table(events, bundle.schema if is_array else None)
+    if set(bundle.schema.names) <= set(table.schema.names):
+        table = as_event_table(table, bundle.schema)
+    else:
+        table = to_schema(table, bundle.schema)
+    return anomaly_scores(bundle, table.data)[score]
 
 
 def write_scores(

@@ -41,8 +41,10 @@ from eventgen.validate import REFIT, SavedState, array_error
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
+    from eventgen.anomaly import ScoreName
     from eventgen.buffer import DensityBuffer
     from eventgen.cleanup import PhysicsCleanup
+    from eventgen.io import EventsLike, EventTable
     from eventgen.model import BetaVAE, ModelSettings
     from eventgen.preprocess import Preprocessor
 
@@ -153,6 +155,47 @@ class Bundle:
         reserved = {"format", "format_version", "eventgen_version", "schema", "model_settings", "n_features"}
         extra = {k: v for k, v in meta.items() if k not in reserved | {"sampling", "buffer_params"}}
         return cls(schema, preprocessor, model, settings, buffer, cleanup, extra, path)
+
+    def sample(
+        self,
+        n_events: int,
+        seed: int = 0,
+        *,
+        device: str = "auto",
+        threads: int | None = None,
+        weight_column: str | None = None,
+        **sampling: Any,
+    ) -> EventTable:
+        """``n_events`` new events in memory: those ``eventgen generate`` writes with these options.
+
+        ``sampling`` overrides the bundle's sampling settings by keyword (``mode``, ``alpha``,
+        ``gamma``, ``selection``, ``bandwidth``, ``n_components``; see
+        :class:`~eventgen.sampling.SamplingSettings`). Returns an :class:`EventTable`
+        ``(n_events, n_columns)`` (plus ``weight`` for ``selection="weighted"``, and the normalised
+        event weight in pb as ``weight_column``), its metadata that of a generated file.
+        """
+        from eventgen.generation import generate_table
+
+        return generate_table(
+            self,
+            n_events,
+            seed=seed,
+            sampling=sampling,
+            device=device,
+            threads=threads,
+            weight_column=weight_column,
+        )
+
+    def score_samples(self, events: EventsLike, score: ScoreName = "reconstruction") -> np.ndarray:
+        """Per-event anomaly score ``(n_events,)`` float32 of ``events``; higher is more unusual.
+
+        The score of ``eventgen score`` (:func:`eventgen.anomaly.score_samples`): ``"reconstruction"``
+        (MSE of the reconstruction) or ``"neg_elbo"``. ``events``: a table, a DataFrame, an array in
+        the bundle's schema or an event file.
+        """
+        from eventgen.anomaly import score_samples
+
+        return score_samples(self, events, score)
 
 
 def read_bundle_metadata(path: str | Path) -> dict[str, Any]:

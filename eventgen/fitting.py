@@ -6,8 +6,10 @@ learn the physics clean-up → bundle with provenance.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
+import os
 import platform
 import time
 from collections.abc import Mapping
@@ -18,13 +20,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from eventgen import __version__
-from eventgen.bundle import Bundle
+from eventgen.bundle import Bundle, file_sha256
 from eventgen.errors import ConfigError
 from eventgen.io import EventTable
+from eventgen.preprocess import PREPROCESS_METHODS
+from eventgen.representation import FRAMES, REPRESENTATIONS
 from eventgen.sampling import FIELDS as SAMPLING_FIELDS
 from eventgen.sampling import SamplingSettings
+from eventgen.schema import Schema
 
 if TYPE_CHECKING:
+    from eventgen.io import EventsLike
     from eventgen.model import ModelSettings
     from eventgen.preprocess import PreprocessMethod
     from eventgen.representation import Frame, Representation
@@ -83,7 +89,8 @@ def buffer_weights(table: EventTable, column: str, power: float) -> np.ndarray:
 
 
 def fit(
-    table: EventTable,
+    data: EventsLike,
+    schema: Schema | str | None = None,
     *,
     preprocess: PreprocessMethod = "physics",
     representation: Representation = "mass",
@@ -95,22 +102,58 @@ def fit(
     checkpoint_dir: Path | None = None,
     progress: bool = False,
     data_source: dict[str, Any] | None = None,
+    **options: Any,
 ) -> Bundle:
-    """Fit a bundle on ``table`` (``(n_events, n_columns)`` raw events in schema order).
+    """Fit a bundle on raw events ``(n_events, n_columns)``; save it with ``bundle.save(path)``.
+
+    ``data`` is an :class:`~eventgen.io.EventTable`, a pandas DataFrame, a NumPy array with its
+    ``schema`` (a built-in name such as ``"ttbar"``, a :class:`~eventgen.schema.Schema` or a schema
+    file), or the path of an event file (see :func:`eventgen.io.as_event_table`).
+
+    ``options`` set single settings by keyword, over ``model_settings``, ``train_settings`` and
+    ``buffer_settings`` (the keys of a fit config's sections): :class:`~eventgen.model.ModelSettings`
+    (``latent_dim``, ``beta``, ``hidden``, ``depth``, ...), :class:`~eventgen.train.TrainSettings`
+    (``epochs``, ``batch_size``, ``learning_rate``, ``patience``, ``device``, ``threads``, ...) and the
+    buffer's (``alpha``, ``gamma``, ``mode``, ..., ``weight_column``, ``weight_power``), for example
+    ``fit(events, epochs=20, latent_dim=8, beta=1e-5, seed=1)``. An unknown option or an invalid
+    value raises :class:`~eventgen.errors.ConfigError` naming the valid ones. ``progress`` shows a
+    progress bar per epoch; ``checkpoint_dir`` makes an interrupted fit resume.
 
     ``representation`` and ``frame`` choose what the model sees (:mod:`eventgen.representation`):
     by default each object's mass in place of its energy, in the canonical frame; ``"energy"``
     and ``"lab"`` model the columns as they are.
     """
+    from eventgen.io import as_event_table
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, found {seed!r}")
+    if preprocess not in PREPROCESS_METHODS:
+        raise ConfigError(
+            f"preprocess={preprocess!r} is unknown; choose one of {', '.join(PREPROCESS_METHODS)}"
+        )
+    for name, value, choices in (
+        ("representation", representation, REPRESENTATIONS),
+        ("frame", frame, FRAMES),
+    ):
+        if value not in choices:
+            raise ConfigError(f"{name}={value!r} is unknown; choose one of {', '.join(choices)}")
+    model_settings, train_settings, buffer_settings = fit_settings(
+        options, model_settings, train_settings, buffer_settings
+    )
+    if data_source is None and isinstance(data, str | os.PathLike):
+        table = as_event_table(data, schema)
+        path = os.fspath(data)
+        data_source = {"path": path, "sha256": file_sha256(path), "n_events": len(table)}
+    else:
+        table = as_event_table(data, schema)
+    if buffer_settings.weight_column is not None:
+        table.schema.index(buffer_settings.weight_column)  # before training: an unknown column raises
     from eventgen.buffer import DensityBuffer
     from eventgen.cleanup import PhysicsCleanup
-    from eventgen.model import ModelSettings, encode_numpy
+    from eventgen.model import encode_numpy
     from eventgen.preprocess import Preprocessor
-    from eventgen.train import TrainSettings, check_trainable, train
+    from eventgen.train import check_trainable, train
 
-    model_settings = model_settings or ModelSettings()
-    train_settings = train_settings or TrainSettings()
-    buffer_settings = buffer_settings or BufferSettings()
     t0 = time.perf_counter()
     check_trainable(table.data, table.schema, train_settings.min_events)
     preprocessor = Preprocessor(preprocess, representation, frame)
@@ -149,6 +192,51 @@ def fit(
         "provenance": {**_versions(), "data_provenance": table.metadata},
     }
     return Bundle(table.schema, preprocessor, result.model, model_settings, buffer, cleanup, metadata)
+
+
+def fit_settings(
+    options: Mapping[str, Any],
+    model_settings: ModelSettings | None = None,
+    train_settings: TrainSettings | None = None,
+    buffer_settings: BufferSettings | None = None,
+) -> tuple[ModelSettings, TrainSettings, BufferSettings]:
+    """The settings of a fit: the given ones (else the defaults) with the keyword ``options`` set.
+
+    Each option is a field of :class:`~eventgen.model.ModelSettings`,
+    :class:`~eventgen.train.TrainSettings` or a ``buffer:`` key (:class:`BufferSettings`); an
+    unknown name or an invalid value raises ConfigError in one line.
+    """
+    import dataclasses
+
+    from eventgen.config import from_mapping
+    from eventgen.model import ModelSettings
+    from eventgen.train import TrainSettings
+
+    model = model_settings or ModelSettings()
+    train = train_settings or TrainSettings()
+    buffer = buffer_settings or BufferSettings()
+    model_keys = [f.name for f in dataclasses.fields(ModelSettings)]
+    train_keys = [f.name for f in dataclasses.fields(TrainSettings)]
+    buffer_keys = [*SAMPLING_FIELDS, "weight_column", "weight_power"]
+    valid = [*model_keys, *train_keys, *buffer_keys]
+    unknown = [k for k in options if k not in valid]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), valid, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"fit() has no option {unknown[0]!r}; {hint}valid options are {sorted(valid)}")
+
+    def chosen(keys: list[str]) -> dict[str, Any]:
+        return {k: v for k, v in options.items() if k in keys}
+
+    if chosen(model_keys):
+        model = from_mapping(ModelSettings, {**model.to_dict(), **chosen(model_keys)}, "fit")
+    if chosen(train_keys):
+        train = from_mapping(TrainSettings, {**train.to_dict(), **chosen(train_keys)}, "fit")
+    if chosen(buffer_keys):
+        current = {**buffer.sampling.to_dict(), "weight_column": buffer.weight_column}
+        current["weight_power"] = buffer.weight_power
+        buffer = BufferSettings.from_mapping({**current, **chosen(buffer_keys)}, "fit")
+    return model, train, buffer
 
 
 def _versions() -> dict[str, str]:

@@ -47,7 +47,7 @@ from eventgen.buffer import BLOCK
 from eventgen.dataset import MANIFEST, Dataset, Shard, ShardPlan, run_shards
 from eventgen.decode import CHUNK
 from eventgen.errors import BundleError, ConfigError, OutputError
-from eventgen.io import EventWriter
+from eventgen.io import EventTable, EventWriter
 from eventgen.normalisation import UNIT, Normalisation, normalisation
 from eventgen.outputs import check_room
 from eventgen.sampling import SamplingSpec
@@ -334,6 +334,53 @@ def generate(
         bar.close()
         _torch_threads(torch_threads)
     return GenerateResult(output, n_events, n_new, time.perf_counter() - t0, n_shards, regenerated)
+
+
+def generate_table(
+    bundle: Bundle,
+    n_events: int,
+    *,
+    seed: int = 0,
+    sampling: SamplingSpec = None,
+    batch_size: int = 65_536,
+    device: str = "auto",
+    threads: int | None = None,
+    weight_column: str | None = None,
+    progress: bool = False,
+) -> EventTable:
+    """``n_events`` events in memory: the events ``generate`` writes with the same seed and options.
+
+    Returns an :class:`~eventgen.io.EventTable` ``(n_events, n_columns)`` float32 (plus a ``weight``
+    column for weighted sampling, and the normalised event weight ``weight_column``) whose metadata
+    is what a generated file records.
+    """
+    options = GenerateOptions(
+        seed=seed,
+        sampling=sampling,
+        batch_size=batch_size,
+        device=device,
+        threads=threads,
+        weight_column=weight_column,
+    )
+    if isinstance(n_events, bool) or not isinstance(n_events, int) or n_events < 1:
+        raise ConfigError(f"the number of events must be an integer >= 1, found {n_events!r}")
+    shared = SharedBundle(bundle)
+    norm = shared.source(options).normalisation(n_events, weight_column)
+    source = shared.source(options, norm)
+    out = np.empty((n_events, len(source.schema)), np.float32)
+    torch_threads = _torch_threads()
+    bar = _progress(n_events, progress)
+    try:
+        workers = configure_threads(threads, source.device)
+        done = 0
+        for batch in source.events(0, n_events, batch_size, workers):
+            out[done : done + len(batch)] = batch
+            done += len(batch)
+            bar.update(len(batch))
+    finally:
+        bar.close()
+        _torch_threads(torch_threads)
+    return EventTable._checked(out, source.schema, source.run_metadata(n_events, norm))
 
 
 def _generate_dataset(

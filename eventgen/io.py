@@ -20,12 +20,13 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
@@ -33,6 +34,10 @@ from eventgen.errors import ConfigError, EventgenError, InputError, OutputError
 from eventgen.formats import EventFormat, input_format, is_positional, output_format, suffix_format
 from eventgen.outputs import OutputClaim
 from eventgen.schema import BUILTIN_SCHEMAS, Column, Schema, detect_schema, with_builtin_masses
+
+if TYPE_CHECKING:
+    import awkward as ak
+    import pandas as pd
 
 CHUNK_EVENTS = 262_144  # events per chunk when reading
 
@@ -88,6 +93,60 @@ class EventTable:
 
     def column(self, name: str) -> np.ndarray:
         return self.data[:, self.schema.index(name)]
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The events as a pandas DataFrame ``(n_events, n_columns)``, float32 columns named as in the schema."""
+        from eventgen.frames import to_pandas
+
+        return to_pandas(self)
+
+    def to_awkward(self) -> ak.Array:
+        """The events as an Awkward Array: objects in jagged, vector-ready collections (:mod:`eventgen.frames`)."""
+        from eventgen.frames import to_awkward
+
+        return to_awkward(self)
+
+
+#: What :func:`as_event_table` takes: a table, a pandas DataFrame, an array with a schema, a file path.
+EventsLike: TypeAlias = "EventTable | pd.DataFrame | np.ndarray | str | os.PathLike[str]"
+
+
+def as_event_table(data: EventsLike, schema: Schema | str | None = None) -> EventTable:
+    """Events from what a notebook holds, as an :class:`EventTable`.
+
+    ``data`` is an :class:`EventTable`, a pandas DataFrame (columns by name), a NumPy array
+    ``(n_events, n_columns)`` in schema order, or the path of an event file. ``schema`` (a
+    :class:`Schema`, a built-in name such as ``"ttbar"`` or a schema file) is required for an
+    array; for the others it selects and orders the columns, else the table's, the file's or
+    the DataFrame's own schema is used (see :func:`read_events`).
+    """
+    from eventgen.schema import get_schema
+
+    schema = get_schema(schema) if schema is not None else None
+    if isinstance(data, EventTable):
+        if schema is None or schema == data.schema:
+            return data
+        positions = schema.check_columns(data.schema.names, "the event table")
+        return EventTable._checked(np.ascontiguousarray(data.data[:, positions]), schema, data.metadata)
+    if isinstance(data, str | os.PathLike):
+        return read_events(os.fspath(data), schema)
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(data, pandas.DataFrame):
+        from eventgen.frames import from_pandas
+
+        events, schema = from_pandas(data, schema)
+        return EventTable(events, schema)
+    if isinstance(data, np.ndarray):
+        if schema is None:
+            raise InputError(
+                "a NumPy array of events needs its schema; pass schema='ttbar' (a built-in name), "
+                "a Schema or a schema file"
+            )
+        return EventTable(data.astype(np.float32) if data.dtype.kind in "fiu" else data, schema)
+    raise InputError(
+        f"cannot take events from a {type(data).__name__}; pass an EventTable, a pandas DataFrame, "
+        "a NumPy array (n_events, n_columns) with its schema, or the path of an event file"
+    )
 
 
 # ----------------------------------------------------------------------------- reading
