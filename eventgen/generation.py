@@ -283,7 +283,17 @@ def generate(
     process one after another or, given an ``executor``, as one task each on it: a process pool,
     or a Dask cluster (``Client.get_executor()``, :class:`eventgen.distributed.DaskExecutor`), whose
     workers load the bundle from its directory. The events are the same either way.
+
+    Keyword options (``changes``, the fields of :class:`GenerateOptions`): ``seed``, ``sampling``
+    (a mapping of overrides such as ``{"mode": "kde"}``, or a
+    :class:`~eventgen.sampling.SamplingSettings`), ``batch_size``, ``shard_size``, ``fmt``,
+    ``compression``, ``device``, ``threads``, ``resume``, ``overwrite``. For events in memory
+    instead of a file, see :meth:`eventgen.bundle.Bundle.sample`.
     """
+    valid = [f.name for f in dataclasses.fields(GenerateOptions)]
+    unknown = [k for k in changes if k not in valid]
+    if unknown:
+        raise ConfigError(f"generate() has no option {unknown[0]!r}; valid options are {valid}")
     options = dataclasses.replace(options or GenerateOptions(), **changes)
     sampling = bundle.buffer.settings.resolve(options.sampling)  # once, for every task of the run
     options = dataclasses.replace(options, sampling=sampling)

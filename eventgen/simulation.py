@@ -260,6 +260,9 @@ def simulate(
     mb and pb, tried and accepted counts, per-shard info). The output is identical for any
     executor and number of workers; it depends on ``shard_size`` (default:
     ``DEFAULT_SHARD_SIZE[settings.process]``), which is recorded.
+
+    In Python: ``events, provenance = simulate(SimulationSettings.for_process("ttbar"), 20_000,
+    seed=1)``, then ``EventTable(events, schema_for("ttbar"), provenance)`` for :func:`eventgen.fit`.
     """
     _check_memory(settings.process, n_events)
     plan = ShardPlan(n_events, DEFAULT_SHARD_SIZE[settings.process] if shard_size is None else shard_size)

@@ -142,6 +142,14 @@ def test_sample_errors_are_one_line(bundle: Bundle, n: Any, kwargs: dict[str, An
     assert "\n" not in str(raised.value)
 
 
+def test_generate_refuses_an_unknown_option(bundle: Bundle, tmp_path: Path) -> None:
+    from eventgen import generate
+
+    with pytest.raises(ConfigError, match=r"generate\(\) has no option 'sed'; valid options are \['seed', "):
+        generate(bundle, 10, tmp_path / "x.parquet", sed=1)
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("sample", ["ttbar_small", "zll_small"])
 def test_score_samples_is_the_score_command(bundle: Bundle, tmp_path: Path, sample: str) -> None:
     """Scores of a file, a table, a DataFrame and an array equal ``eventgen score``'s (zll: mapped)."""
