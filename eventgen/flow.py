@@ -178,7 +178,7 @@ class SplineFlow:
         self.history_ = history
         return cpu
 
-    def _set_fitted(self, flow: torch.nn.Module, shift: np.ndarray, scale: np.ndarray) -> None:
+    def _set_fitted(self, flow: Any, shift: np.ndarray, scale: np.ndarray) -> None:  # a zuko flow
         for p in flow.parameters():
             p.requires_grad_(False)
         self.flow_ = flow
@@ -311,7 +311,7 @@ class _CouplingInverse:
     :func:`eventgen.kernels.spline_inverse`.
     """
 
-    def __init__(self, layer: torch.nn.Module) -> None:
+    def __init__(self, layer: Any) -> None:  # a zuko coupling transform
         spline = layer.univariate  # functools.partial(MonotonicRQSTransform, slope=...)
         self.bound = float(spline.keywords.get("bound", _BOUND))
         self.slope = float(spline.keywords["slope"])

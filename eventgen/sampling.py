@@ -103,7 +103,12 @@ class SamplingSettings:
             ("flow_epochs", None),
         ):
             n = getattr(self, name)
-            if isinstance(n, bool) or not isinstance(n, Integral) or n < 1 or (high is not None and n > high):
+            if (
+                isinstance(n, bool)
+                or not isinstance(n, Integral)
+                or int(n) < 1
+                or (high is not None and int(n) > high)
+            ):
                 limit = f" and <= {high}" if high is not None else ""
                 raise ConfigError(f"{name}={n!r} is invalid; pass an integer >= 1{limit}")
             object.__setattr__(self, name, int(n))

@@ -301,7 +301,7 @@ def simulate(
     return events, _provenance(settings, seed, plan.shard_size, [r[1] for r in results])
 
 
-def _check_memory(process: str, n_events: int) -> None:
+def _check_memory(process: Process, n_events: int) -> None:
     """Refuse a run whose events cannot be held in this machine's memory (twice: the shards and the table)."""
     from eventgen.outputs import format_bytes, physical_memory
 
