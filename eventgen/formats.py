@@ -278,7 +278,38 @@ class _FileWriter:
         self._file.close()
 
 
-class _ParquetWriter(_FileWriter):
+class _GroupedWriter(_FileWriter):
+    """A :class:`_FileWriter` that buffers ``(n_columns, n)`` blocks and hands them on in groups of
+    at least ``row_group_size`` events (:meth:`_write_group`), the last group on close: memory is
+    bounded by one group."""
+
+    def __init__(self, row_group_size: int) -> None:
+        self._row_group_size = row_group_size
+        self._pending: list[np.ndarray] = []
+        self._n_pending = 0
+
+    def write(self, columns: np.ndarray) -> None:
+        self._pending.append(columns)
+        self._n_pending += columns.shape[1]
+        if self._n_pending >= self._row_group_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        data = np.concatenate(self._pending, axis=1) if len(self._pending) > 1 else self._pending[0]
+        self._write_group(data)
+        self._pending, self._n_pending = [], 0
+
+    def _write_group(self, data: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._flush()
+        super().close()
+
+
+class _ParquetWriter(_GroupedWriter):
     """Float32 columns, zstd with BYTE_STREAM_SPLIT, no dictionary, min/max statistics; one row
     group per ``row_group_size`` events (memory is bounded by what is buffered for one group)."""
 
@@ -301,29 +332,13 @@ class _ParquetWriter(_FileWriter):
             use_byte_stream_split=compression is not None,
             write_statistics=True,  # min/max per row group: dataset filters skip row groups
         )
-        self._row_group_size = row_group_size
-        self._pending: list[np.ndarray] = []
-        self._n_pending = 0
+        super().__init__(row_group_size)
 
-    def write(self, columns: np.ndarray) -> None:
-        self._pending.append(columns)
-        self._n_pending += columns.shape[1]
-        if self._n_pending >= self._row_group_size:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
+    def _write_group(self, data: np.ndarray) -> None:
         import pyarrow as pa
 
-        data = np.concatenate(self._pending, axis=1) if len(self._pending) > 1 else self._pending[0]
         arrays = [pa.array(data[j]) for j in range(data.shape[0])]
         self._file.write_table(pa.Table.from_arrays(arrays, schema=self._schema))
-        self._pending, self._n_pending = [], 0
-
-    def close(self) -> None:
-        self._flush()
-        super().close()
 
 
 # ----------------------------------------------------------------------------- HDF5
@@ -525,7 +540,7 @@ def _tree(f: Any, path: Path) -> Any:
     return f[trees[0]]
 
 
-class _ROOTWriter(_FileWriter):
+class _ROOTWriter(_GroupedWriter):
     """A TTree :data:`ROOT_TREE` of one float32 branch per column, named as the schema's columns.
 
     Events are buffered and appended with one ``extend`` per ``row_group_size`` events, so each
@@ -554,26 +569,10 @@ class _ROOTWriter(_FileWriter):
         self._tree = self._file.mktree(
             ROOT_TREE, {name: np.float32 for name in self._names}, title="eventgen"
         )
-        self._row_group_size = row_group_size
-        self._pending: list[np.ndarray] = []
-        self._n_pending = 0
+        super().__init__(row_group_size)
 
-    def write(self, columns: np.ndarray) -> None:
-        self._pending.append(columns)
-        self._n_pending += columns.shape[1]
-        if self._n_pending >= self._row_group_size:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        data = np.concatenate(self._pending, axis=1) if len(self._pending) > 1 else self._pending[0]
+    def _write_group(self, data: np.ndarray) -> None:
         self._tree.extend({name: data[j] for j, name in enumerate(self._names)})
-        self._pending, self._n_pending = [], 0
-
-    def close(self) -> None:
-        self._flush()
-        super().close()
 
 
 # ----------------------------------------------------------------------------- CSV
