@@ -8,8 +8,9 @@ Layout (no pickle anywhere; arrays are loaded with ``allow_pickle=False``)::
       preprocess.npz   the fitted preprocessing parameters
       buffer.npz       the density buffer: mu_i, sigma_i, event weights, its mode's fitted arrays
       cleanup.npz      the physics clean-up thresholds learnt from the training events
+      refine.npz       the refiner's trees and acceptance cap (optional; :mod:`eventgen.refine`)
 
-``Bundle.hash`` (sha256 over the four files) identifies a bundle in generated files.
+``Bundle.hash`` (sha256 over the files) identifies a bundle in generated files.
 
 A bundle is untrusted input: :meth:`Bundle.load` reads each npy header before its array
 and refuses a declared size the file does not hold, and every part rebuilds itself from a
@@ -47,13 +48,16 @@ if TYPE_CHECKING:
     from eventgen.io import EventsLike, EventTable
     from eventgen.model import BetaVAE, ModelSettings
     from eventgen.preprocess import Preprocessor
+    from eventgen.refine import Refiner
 
 FORMAT = "eventgen-bundle"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 # version 1 kept the sampling settings under "buffer_params"; version 2 had neither the
-# preprocessing's representation nor its frame (it is the energy representation in the lab frame)
-_READABLE_VERSIONS = (1, 2, 3)
+# preprocessing's representation nor its frame (it is the energy representation in the lab frame);
+# version 3 had no refiner
+_READABLE_VERSIONS = (1, 2, 3, 4)
 _FILES = ("bundle.json", "model.npz", "preprocess.npz", "buffer.npz", "cleanup.npz")
+_REFINER = "refine.npz"  # optional: bundles fitted without a refiner have none
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
@@ -69,6 +73,7 @@ class Bundle:
     cleanup: PhysicsCleanup
     metadata: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    refiner: Refiner | None = None
 
     @property
     def hash(self) -> str:
@@ -102,6 +107,8 @@ class Bundle:
         _save_npz(tmp / "preprocess.npz", self.preprocessor.get_state())
         _save_npz(tmp / "buffer.npz", self.buffer.get_state())
         _save_npz(tmp / "cleanup.npz", self.cleanup.get_state())
+        if self.refiner is not None:
+            _save_npz(tmp / _REFINER, self.refiner.get_state())
         if path.exists():
             old = path.with_name(f".{path.name}.{os.getpid()}.old")
             path.rename(old)
@@ -145,6 +152,11 @@ class Bundle:
             preprocessor = Preprocessor.from_state(saved["preprocess.npz"], schema)
             buffer = DensityBuffer.from_state(saved["buffer.npz"], sampling, n_latent=settings.latent_dim)
             cleanup = PhysicsCleanup.from_state(saved["cleanup.npz"], schema)
+            refiner = None
+            if (path / _REFINER).exists():
+                from eventgen.refine import Refiner
+
+                refiner = Refiner.from_state(_load_npz(path / _REFINER), schema)
         except BundleError:
             raise
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -154,7 +166,7 @@ class Bundle:
             ) from None
         reserved = {"format", "format_version", "eventgen_version", "schema", "model_settings", "n_features"}
         extra = {k: v for k, v in meta.items() if k not in reserved | {"sampling", "buffer_params"}}
-        return cls(schema, preprocessor, model, settings, buffer, cleanup, extra, path)
+        return cls(schema, preprocessor, model, settings, buffer, cleanup, extra, path, refiner)
 
     def sample(
         self,
@@ -232,7 +244,7 @@ def describe_bundle(path: Path, meta: dict[str, Any]) -> str:
     """A readable summary of a bundle's ``bundle.json``: schema, sizes, losses, provenance."""
     schema = Schema.from_dict(meta["schema"])
     ms, training, data = meta.get("model_settings", {}), meta.get("training", {}), meta.get("data", {})
-    size = sum((path / name).stat().st_size for name in _FILES)
+    size = sum(file.stat().st_size for file in _bundle_files(path))
     best = training.get("best", {})
     versions = dict(meta.get("provenance", {}))
     sim = versions.pop("data_provenance", None)
@@ -245,6 +257,7 @@ def describe_bundle(path: Path, meta: dict[str, Any]) -> str:
         f"{' residual' if ms.get('residual') else ''}, beta {ms.get('beta')}, output {ms.get('output')}",
         f"buffer      {data.get('n_events', '?')} components; sampling {stored_sampling(meta)}",
         f"latent      {meta.get('latent', {})}",
+        f"refiner     {meta.get('refine', 'none')}",
         f"training    {len(training.get('history', []))} epochs, best {training.get('best_epoch')}: "
         f"val loss {best.get('val_loss', float('nan')):.5g} (mse {best.get('val_mse', float('nan')):.5g}, "
         f"kl {best.get('val_kl', float('nan')):.5g}); "
@@ -381,8 +394,14 @@ def _save_npz(path: Path, state: Mapping[str, ArrayLike]) -> None:
     np.savez(path, **arrays)  # type: ignore[arg-type]  # mypy lets **arrays fill the bool allow_pickle
 
 
+def _bundle_files(path: Path) -> list[Path]:
+    """The files of the bundle at ``path``: the required ones, then the refiner where there is one."""
+    files = [path / name for name in _FILES]
+    return [*files, path / _REFINER] if (path / _REFINER).exists() else files
+
+
 def _hash_files(path: Path) -> str:
-    return _sha256(path / name for name in _FILES)
+    return _sha256(_bundle_files(path))
 
 
 def file_sha256(path: str | Path) -> str:

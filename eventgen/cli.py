@@ -119,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--temperature", type=float, help="mode flow: base noise scaled by T in (0, 1] (default 1)"
     )
+    p.add_argument(
+        "--no-refine",
+        dest="refine",
+        action="store_const",
+        const=False,
+        help="keep every decoded event: skip the bundle's refiner (faster, less faithful)",
+    )
     p.add_argument("--batch-size", type=int, default=65_536, help="events per write batch (default 65536)")
     p.add_argument("--shard-size", type=int, help="events per shard file; the output becomes a directory")
     p.add_argument(
@@ -405,7 +412,7 @@ def _generate(args: argparse.Namespace) -> None:
     from eventgen.generation import GenerateOptions, generate
 
     sampling = {"mode": args.mode, "alpha": args.alpha, "gamma": args.gamma, "selection": args.selection}
-    sampling["temperature"] = args.temperature
+    sampling.update(temperature=args.temperature, refine=args.refine)
     options = GenerateOptions(
         seed=args.seed,
         sampling=sampling,

@@ -24,6 +24,7 @@ from eventgen.bundle import Bundle, file_sha256
 from eventgen.errors import ConfigError
 from eventgen.io import EventTable
 from eventgen.preprocess import PREPROCESS_METHODS
+from eventgen.refine import RefineSettings
 from eventgen.representation import FRAMES, REPRESENTATIONS
 from eventgen.sampling import FIELDS as SAMPLING_FIELDS
 from eventgen.sampling import SamplingSettings
@@ -98,6 +99,7 @@ def fit(
     model_settings: ModelSettings | None = None,
     train_settings: TrainSettings | None = None,
     buffer_settings: BufferSettings | None = None,
+    refine: RefineSettings | bool = True,
     seed: int = 0,
     checkpoint_dir: Path | None = None,
     progress: bool = False,
@@ -122,6 +124,9 @@ def fit(
     ``representation`` and ``frame`` choose what the model sees (:mod:`eventgen.representation`):
     by default each object's mass in place of its energy, in the canonical frame; ``"energy"``
     and ``"lab"`` model the columns as they are.
+
+    ``refine`` (a :class:`~eventgen.refine.RefineSettings`, or True / False for its defaults / none)
+    trains the bundle's refiner (:mod:`eventgen.refine`) after the buffer.
     """
     from eventgen.io import as_event_table
 
@@ -137,6 +142,10 @@ def fit(
     ):
         if value not in choices:
             raise ConfigError(f"{name}={value!r} is unknown; choose one of {', '.join(choices)}")
+    if isinstance(refine, bool):
+        refine = RefineSettings(enabled=refine)
+    elif not isinstance(refine, RefineSettings):
+        raise ConfigError(f"refine must be True, False or a RefineSettings, found {refine!r}")
     model_settings, train_settings, buffer_settings = fit_settings(
         options, model_settings, train_settings, buffer_settings
     )
@@ -191,7 +200,12 @@ def fit(
         "latent": buffer.latent_stats(),
         "provenance": {**_versions(), "data_provenance": table.metadata},
     }
-    return Bundle(table.schema, preprocessor, result.model, model_settings, buffer, cleanup, metadata)
+    bundle = Bundle(table.schema, preprocessor, result.model, model_settings, buffer, cleanup, metadata)
+    if refine.enabled:
+        from eventgen.refine import fit_refiner
+
+        bundle.refiner = fit_refiner(bundle, table.data, refine, seed)
+    return bundle
 
 
 def fit_settings(

@@ -129,6 +129,12 @@ class EventSource:
         self.schema = output_schema(bundle, self.weighted, weight_column)
         self.device = resolve_device(device)
         self.decoder = EventDecoder(bundle.model, bundle.preprocessor, self.device)
+        self.refiner = bundle.refiner if self.settings.refine else None
+        if self.refiner is not None and self.weighted:
+            raise ConfigError(
+                "selection 'weighted' cannot be refined (the refiner learnt unweighted events); "
+                "pass --no-refine (refine=False) or another selection"
+            )
 
     def run_metadata(self, n_events: int, normalisation: Normalisation | None = None) -> dict[str, Any]:
         """What a run of ``n_events`` records in its files (and must match to be resumed); its
@@ -183,9 +189,27 @@ class EventSource:
         return out
 
     def batch(self, start: int, stop: int, first: int) -> np.ndarray:
-        """Events ``first..stop-1`` of the block-aligned span [start, stop): sampled, decoded, cleaned."""
-        z, w = self.sample(start, -(-stop // BLOCK) * BLOCK)  # whole blocks only
-        return self.finish(z, w, start)[first - start : stop - start]
+        """Events ``first..stop-1`` of the block-aligned span [start, stop): sampled, decoded, cleaned
+        and, with a refiner, each block made of its own accepted candidates (:mod:`eventgen.refine`)."""
+        end = -(-stop // BLOCK) * BLOCK  # whole blocks only
+        if self.refiner is None:
+            events = self.candidates(start, end)
+        else:
+            from eventgen.refine import refine_block
+
+            n_columns = len(self.bundle.schema)
+            events = np.concatenate(
+                [
+                    refine_block(b, BLOCK, self.candidates, self.refiner, self.seed, n_columns)
+                    for b in range(start // BLOCK, end // BLOCK)
+                ]
+            )
+        return events[first - start : stop - start]
+
+    def candidates(self, start: int, stop: int) -> np.ndarray:
+        """The finished events at positions ``start..stop-1`` (block-aligned) before any refinement."""
+        z, w = self.sample(start, stop)
+        return self.finish(z, w, start)
 
     def events(self, start: int, stop: int, batch_size: int, workers: int = 1) -> Iterator[np.ndarray]:
         """Events ``start..stop-1`` in order, in batches of about ``batch_size``, made by ``workers`` threads.

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from eventgen.config import from_mapping, load_yaml
 from eventgen.errors import ConfigError
 from eventgen.preprocess import PREPROCESS_METHODS, PreprocessMethod
+from eventgen.refine import RefineSettings
 from eventgen.representation import FRAMES, REPRESENTATIONS, Frame, Representation
 from eventgen.simulation import PROCESSES, SimulationSettings  # no Pythia until a simulation runs
 
@@ -85,6 +86,7 @@ class FitJob:
     model: ModelSettings | None = None
     train: TrainSettings | None = None
     buffer: BufferSettings | None = None
+    refine: RefineSettings = dataclasses.field(default_factory=RefineSettings)
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -118,9 +120,10 @@ class FitArguments(TypedDict):
 def load_fit_job(config: str, **overrides: Any) -> FitJob:
     """A fit job from a YAML config; ``overrides`` (data, output, seed, epochs, ...) that are not None win.
 
-    The config's sections ``model``, ``train`` and ``buffer`` map onto
-    :class:`~eventgen.model.ModelSettings`, :class:`~eventgen.train.TrainSettings` and
-    :class:`~eventgen.fitting.BufferSettings` (the sampling settings and the buffer weights).
+    The config's sections ``model``, ``train``, ``buffer`` and ``refine`` map onto
+    :class:`~eventgen.model.ModelSettings`, :class:`~eventgen.train.TrainSettings`,
+    :class:`~eventgen.fitting.BufferSettings` (the sampling settings and the buffer weights) and
+    :class:`~eventgen.refine.RefineSettings`.
     """
     where = Path(config).name
     job = fit_job_from_mapping(load_yaml(config), where, **overrides)
@@ -143,6 +146,7 @@ def fit_job_from_mapping(config: dict[str, Any], where: str, **overrides: Any) -
     train_keys = ("epochs", "batch_size", "device", "threads")
     train_overrides = {k: v for k in train_keys if (v := overrides.pop(k, None)) is not None}
     buffer = BufferSettings.from_mapping(data.pop("buffer", None), f"{where}: buffer")
+    refine = RefineSettings.from_mapping(data.pop("refine", None), f"{where}: refine")
     model = from_mapping(ModelSettings, data.pop("model", None), f"{where}: model")
     train_section = data.pop("train", None)
     if isinstance(train_section, dict | None):
@@ -158,7 +162,7 @@ def fit_job_from_mapping(config: dict[str, Any], where: str, **overrides: Any) -
         if value not in choices:
             raise ConfigError(f"{where}: {key} must be one of {list(choices)}, found {value!r}")
     plain = from_mapping(FitJob, data, where)
-    return dataclasses.replace(plain, model=model, train=train, buffer=buffer)
+    return dataclasses.replace(plain, model=model, train=train, buffer=buffer, refine=refine)
 
 
 def data_source(path: str | Path, table: EventTable) -> dict[str, Any]:
@@ -191,6 +195,7 @@ def fit_and_save(
         bundle = fit(
             table,
             **job.fit_arguments(),
+            refine=job.refine,
             checkpoint_dir=checkpoint_dir,
             progress=progress,
             data_source=data_source,

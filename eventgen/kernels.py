@@ -1,4 +1,4 @@
-"""Private numba kernels of the density buffer (see :mod:`eventgen.buffer`).
+"""Private numba kernels of the density buffer (see :mod:`eventgen.buffer`) and the refiner.
 
 The kernels hold no Python objects and draw no random numbers: the caller draws the
 component indices and the standard-normal noise from position-keyed NumPy streams, so
@@ -12,6 +12,8 @@ The scoring kernel is called from one thread and is parallel over query points.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import njit, prange
@@ -207,3 +209,32 @@ def spline_inverse(e: np.ndarray, y: np.ndarray, bound: float, out: np.ndarray) 
             c = -s * dy
             z = 2.0 * c / (-b2 - np.sqrt(b2 * b2 - 4.0 * a * c))
             out[j, f] = x0 + z * (x1 - x0)
+
+
+@njit(cache=True, nogil=True)
+def tree_sum(
+    x: np.ndarray,
+    roots: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    missing_left: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    value: np.ndarray,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """``out[r] +=`` the leaf value of every tree at row ``r`` of ``x`` ``(m, k)`` (NaN = missing)."""
+    for r in range(x.shape[0]):
+        total = 0.0
+        for t in range(roots.shape[0]):
+            node = roots[t]
+            while left[node] >= 0:
+                v = x[r, feature[node]]
+                if math.isnan(v):
+                    node = left[node] if missing_left[node] else right[node]
+                elif v <= threshold[node]:
+                    node = left[node]
+                else:
+                    node = right[node]
+            total += value[node]
+        out[r] += total

@@ -273,7 +273,9 @@ def _evaluate(job: RunJob, work: Path, command: list[str] | None) -> None:
         path = work / "baselines" / f"{name}.parquet"
         log.info("baseline %s", name)
         if name == "prior":
-            generate(bundle, n, path, seed=e.seed, sampling={"mode": "prior"}, overwrite=True)
+            generate(
+                bundle, n, path, seed=e.seed, sampling={"mode": "prior", "refine": False}, overwrite=True
+            )
         else:
             events = baseline_events(
                 name, train.data, bundle, n, e.seed, n_components=e.gmm_components, flow_epochs=e.flow_epochs

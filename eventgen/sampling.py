@@ -37,7 +37,7 @@ EVENT_MODES: tuple[Mode, ...] = ("buffer", "kde")
 #: never on demand when another mode or other fit settings are asked of a fitted buffer.
 BUNDLE_MODES: tuple[Mode, ...] = ("flow",)
 #: The settings a fitted mode applies when drawing; a change of any other field fits the mode again.
-_DRAW_FIELDS = frozenset({"alpha", "gamma", "selection", "temperature"})
+_DRAW_FIELDS = frozenset({"alpha", "gamma", "selection", "temperature", "refine"})
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ class SamplingSettings:
     ``flow_epochs``   flow: training epochs (a fixed budget; the best validation epoch is kept)
     ``flow_target``   flow: what it learns, ``"mixture"`` (draws ``mu_i + sigma_i * eps``, fresh every
                       epoch: the buffer's Gaussian mixture) or ``"mu"`` (the buffer means)
+    ``refine``        apply the bundle's refiner, if it has one (:mod:`eventgen.refine`): keep each
+                      decoded event with the probability its classifier gives; false keeps every event
 
     Invalid values raise :class:`~eventgen.errors.ConfigError` naming the valid choices.
     """
@@ -71,6 +73,7 @@ class SamplingSettings:
     flow_hidden: int = 128
     flow_epochs: int = 100
     flow_target: FlowTarget = "mixture"
+    refine: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.mode, str) or self.mode not in MODES:
@@ -116,6 +119,8 @@ class SamplingSettings:
             raise ConfigError(
                 f"flow_target={self.flow_target!r} is unknown; choose one of {', '.join(FLOW_TARGETS)}"
             )
+        if not isinstance(self.refine, bool):
+            raise ConfigError(f"refine={self.refine!r} is invalid; pass true or false")
         t = self.temperature
         if not _is_number(t) or not math.isfinite(t) or not 0 < t <= 1:
             raise ConfigError(f"temperature={t!r} is invalid; pass a number in (0, 1]")

@@ -131,7 +131,7 @@ def test_buffer_section_is_flat() -> None:
 def test_sampling_settings_are_stored_once(bundle: Bundle) -> None:
     meta = json.loads((bundle.path / "bundle.json").read_text())
     assert meta["sampling"] == SamplingSettings().to_dict() == bundle.buffer.settings.to_dict()
-    assert meta["format_version"] == 3 and "buffer_params" not in meta
+    assert meta["format_version"] == 4 and "buffer_params" not in meta
     assert "buffer_settings" not in meta["training"]
     assert meta["training"]["buffer_weights"] == {"column": None, "power": 1.0}
     with np.load(bundle.path / "buffer.npz") as state:
@@ -164,9 +164,9 @@ def test_format_version_1_still_loads(bundle: Bundle, tmp_path: Path) -> None:
     assert loaded.buffer.settings == bundle.buffer.settings and "buffer_params" not in loaded.metadata
     z = bundle.buffer.sample_range(0, 100, seed=1)[0]
     np.testing.assert_array_equal(loaded.buffer.sample_range(0, 100, seed=1)[0], z)
-    meta["format_version"] = 4
+    meta["format_version"] = 5
     (target / "bundle.json").write_text(json.dumps(meta))
-    with pytest.raises(BundleError, match="format version 4, this eventgen reads 1, 2 and 3"):
+    with pytest.raises(BundleError, match="format version 5, this eventgen reads 1, 2, 3 and 4"):
         Bundle.load(target)
 
 

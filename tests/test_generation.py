@@ -165,7 +165,12 @@ def test_modes_and_weighted_sampling(bundle: Bundle, tmp_path: Path) -> None:
     generate(bundle, 5_000, buffer, seed=2, device="cpu")
     assert not np.array_equal(read_events(prior).data, read_events(buffer).data)
     weighted = tmp_path / "weighted.parquet"
-    generate(bundle, 40_000, weighted, seed=2, sampling={"selection": "weighted"}, device="cpu")
+    with pytest.raises(ConfigError, match="cannot be refined"):
+        generate(bundle, 100, weighted, seed=2, sampling={"selection": "weighted"}, device="cpu")
+    assert not weighted.exists()
+    generate(
+        bundle, 40_000, weighted, seed=2, sampling={"selection": "weighted", "refine": False}, device="cpu"
+    )
     table = read_events(weighted)
     assert table.schema.names[-1] == "weight"
     met, w = table.column("met"), table.column("weight")

@@ -123,7 +123,7 @@ def test_same_fit_ignores_draw_time_fields_only() -> None:
     for change in ({"mode": "buffer"}, {"bandwidth": 0.1}, {"n_components": 7}):
         assert not base.same_fit(base.updated(change))
     flow = SamplingSettings(mode="flow")
-    assert flow.same_fit(flow.updated({"temperature": 0.5}))
+    assert flow.same_fit(flow.updated({"temperature": 0.5, "refine": False}))
     for change in ({"flow_epochs": 3}, {"flow_target": "mu"}, {"flow_hidden": 8}, {"flow_transforms": 2}):
         assert not flow.same_fit(flow.updated(change))
     assert FIELDS == (
@@ -138,6 +138,7 @@ def test_same_fit_ignores_draw_time_fields_only() -> None:
         "flow_hidden",
         "flow_epochs",
         "flow_target",
+        "refine",
     )
 
 

@@ -1,0 +1,170 @@
+"""The refiner: its trees equal the classifier's, it moves events towards the data, it is
+reproducible whatever the batching, and a forged refine state is refused before the kernel runs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eventgen.bundle import Bundle
+from eventgen.components import BLOCK
+from eventgen.errors import BundleError, ConfigError
+from eventgen.generation import EventSource, generate_table
+from eventgen.io import read_events
+from eventgen.kernels import tree_sum
+from eventgen.refine import Refiner, RefineSettings, _flatten, fit_refiner
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+FIXTURE = Path(__file__).parent / "data" / "bundle"
+
+
+@pytest.fixture(scope="module")
+def refined(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    """The fixture bundle with a refiner trained on the committed ttbar sample, saved and loaded."""
+    bundle = Bundle.load(FIXTURE)
+    events = read_events(Path(__file__).parent / "data" / "ttbar_small.parquet").data
+    bundle.refiner = fit_refiner(bundle, events, RefineSettings(quantile=0.7, max_trees=30), seed=2)
+    path = tmp_path_factory.mktemp("refined") / "bundle"
+    bundle.save(path)
+    return Bundle.load(path)
+
+
+def test_flattened_trees_give_the_classifiers_log_odds(rng: np.random.Generator) -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x = rng.normal(size=(3000, 4))
+    y = (x[:, 0] + np.sin(3 * x[:, 1]) + rng.normal(0, 0.5, 3000) > 0).astype(int)
+    x[rng.random(x.shape) < 0.1] = np.nan  # missing values take each node's missing branch
+    clf = HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(x, y)
+    trees = _flatten(clf)
+    out = np.full(len(x), float(np.ravel(clf._baseline_prediction)[0]))
+    keys = ("roots", "feature", "threshold", "missing_left", "left", "right", "value")
+    tree_sum(x, *(trees[k] for k in keys), out)
+    np.testing.assert_allclose(out, clf.decision_function(x), rtol=1e-10, atol=1e-10)
+
+
+def test_the_refiner_moves_generated_events_towards_the_data(ttbar_path: Path) -> None:
+    table = read_events(ttbar_path)
+    data = table.data
+    half = len(data) // 2
+    off = data.copy()
+    off[:, table.schema.index("j1_pt")] *= 1.15  # a generator whose leading jet is 15% too hard
+    off[:, table.schema.index("j1_e")] *= 1.15
+    refiner = Refiner.fit(data[:half], off[:half], off[half:], table.schema, RefineSettings(), seed=0)
+    u = np.random.default_rng(1).random(len(data) - half)
+    kept = off[half:][refiner.accept(off[half:], u)]
+    j1 = table.schema.index("j1_pt")
+    assert 0.2 < len(kept) / (len(data) - half) < 0.95
+    before = abs(np.median(off[half:, j1]) - np.median(data[half:, j1]))
+    after = abs(np.median(kept[:, j1]) - np.median(data[half:, j1]))
+    assert after < 0.5 * before
+
+
+def test_a_refined_block_is_its_first_accepted_candidates(refined: Bundle) -> None:
+    from eventgen.refine import MAX_CANDIDATE_BLOCKS, uniforms
+
+    source = EventSource(refined, None, 4, device="cpu")
+    block = source.batch(BLOCK, 2 * BLOCK, BLOCK)  # output block 1
+    n = len(refined.schema)
+    first = MAX_CANDIDATE_BLOCKS  # output block 1 starts at candidate block 64
+    kept = []
+    for c in range(first, first + MAX_CANDIDATE_BLOCKS):
+        cand = source.candidates(c * BLOCK, (c + 1) * BLOCK)
+        kept.append(cand[refined.refiner.accept(cand[:, :n], uniforms(4, c, BLOCK))])
+        if sum(map(len, kept)) >= BLOCK:
+            break
+    np.testing.assert_array_equal(block, np.concatenate(kept)[:BLOCK])
+
+
+@pytest.mark.parametrize(("batch_size", "threads"), [(BLOCK, 1), (3 * BLOCK, 2), (1 << 16, 1)])
+def test_refined_generation_is_the_same_whatever_the_batching(
+    refined: Bundle, batch_size: int, threads: int
+) -> None:
+    n = 2 * BLOCK + 123
+    reference = generate_table(refined, n, seed=9, device="cpu", threads=1, batch_size=n).data
+    again = generate_table(refined, n, seed=9, device="cpu", threads=threads, batch_size=batch_size).data
+    np.testing.assert_array_equal(again, reference)
+    tail = EventSource(refined, None, 9, device="cpu")
+    np.testing.assert_array_equal(
+        np.concatenate(list(tail.events(BLOCK + 7, n, BLOCK))), reference[BLOCK + 7 :]
+    )
+
+
+def test_refine_false_keeps_every_decoded_event(refined: Bundle) -> None:
+    plain = Bundle.load(FIXTURE)
+    n = BLOCK + 5
+    unrefined = generate_table(refined, n, seed=3, device="cpu", sampling={"refine": False}).data
+    np.testing.assert_array_equal(unrefined, generate_table(plain, n, seed=3, device="cpu").data)
+    assert not np.array_equal(unrefined, generate_table(refined, n, seed=3, device="cpu").data)
+
+
+def test_weighted_selection_is_not_refined(refined: Bundle) -> None:
+    with pytest.raises(ConfigError, match="no-refine"):
+        EventSource(refined, {"selection": "weighted"}, 0, device="cpu")
+
+
+def test_a_refiner_that_keeps_nothing_is_refused(refined: Bundle) -> None:
+    source = EventSource(refined, None, 0, device="cpu")
+    source.refiner = Refiner(
+        refined.refiner.trees, refined.refiner.columns, refined.schema, refined.refiner.baseline, 1e9
+    )
+    with pytest.raises(BundleError, match="--no-refine"):
+        source.batch(0, BLOCK, 0)
+
+
+def test_state_round_trip_and_bundle_hash(refined: Bundle, tmp_path: Path) -> None:
+    state = refined.refiner.get_state()
+    again = Refiner.from_state(state, refined.schema)
+    events = generate_table(refined, 500, seed=1, device="cpu", sampling={"refine": False}).data
+    np.testing.assert_array_equal(again.log_odds(events), refined.refiner.log_odds(events))
+    assert refined.hash != Bundle.load(FIXTURE).hash
+    assert "refine" in refined.metadata and refined.metadata["refine"]["trees"] == refined.refiner.n_trees
+
+
+def _forged(refined: Bundle, **changes: np.ndarray) -> dict[str, np.ndarray]:
+    state = {k: v.copy() for k, v in refined.refiner.get_state().items()}
+    state.update(changes)
+    return state
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s: {"left": np.where(s["left"] > 0, 0, s["left"])}, "child must follow its parent"),
+        (lambda s: {"right": np.where(s["right"] > 0, len(s["right"]) + 5, s["right"])}, "right"),
+        (lambda s: {"feature": s["feature"] + 10_000}, "feature"),
+        (lambda s: {"columns": s["columns"][::-1].copy()}, "increasing"),
+        (lambda s: {"roots": s["roots"] + len(s["left"])}, "roots"),
+        (lambda s: {"scalars": np.array([3.0, 0.0, 0.0])}, "features"),
+        (lambda s: {"threshold": np.full_like(s["threshold"], np.nan)}, "NaN"),
+        (lambda s: {"value": s["value"][:-1].copy()}, "one per node"),
+    ],
+)
+def test_a_forged_refine_state_is_refused(refined: Bundle, change, message: str) -> None:  # type: ignore[no-untyped-def]
+    state = _forged(refined, **change(refined.refiner.get_state()))
+    with pytest.raises(BundleError, match=message):
+        Refiner.from_state(state, refined.schema)
+
+
+def test_a_bundle_with_a_corrupt_refiner_is_refused(refined: Bundle, tmp_path: Path) -> None:
+    assert refined.path is not None
+    path = tmp_path / "bundle"
+    shutil.copytree(refined.path, path)
+    state = _forged(refined, feature=np.full_like(refined.refiner.trees["feature"], 999))
+    np.savez(path / "refine.npz", **state)
+    with pytest.raises(BundleError, match="feature"):
+        Bundle.load(path)
+
+
+def test_refine_settings_from_a_config() -> None:
+    assert RefineSettings.from_mapping(False) == RefineSettings(enabled=False)
+    assert RefineSettings.from_mapping(None) == RefineSettings()
+    assert RefineSettings.from_mapping({"quantile": 0.9}).quantile == 0.9
+    with pytest.raises(ConfigError, match="unknown key refine.quant"):
+        RefineSettings.from_mapping({"quant": 0.9})
+    for bad in (0, 1, 1.5, "0.8", True):
+        with pytest.raises(ConfigError, match="quantile"):
+            RefineSettings(quantile=bad)  # type: ignore[arg-type]
