@@ -9,6 +9,8 @@ In one run, on one bundle:
 - the prior art's sampling, a Python loop calling ``np.random.normal`` per event;
 - end to end, ``eventgen generate`` in a fresh process to one Parquet file, one HDF5 file
   and one ROOT file, with the process's peak resident memory;
+- for a bundle with a refiner (:mod:`eventgen.refine`): the refiner's classifier alone as a stage,
+  and end to end to zstd Parquet with ``--no-refine`` beside the refined run, and their ratio;
 - the ``flow`` sampling mode beside the ``buffer`` mode: its sampling stage and end to end to
   zstd Parquet, on a copy of the bundle whose buffer gets a flow of the default architecture
   (its speed does not depend on how long it trained, so it trains ``--flow-epochs`` only).
@@ -137,6 +139,9 @@ def main() -> None:
         bundle.cleanup.apply(events, representation=pre.representation, frames=frames)
 
     stages["cleanup"] = rate(n, clean)
+    if bundle.refiner is not None:
+        refiner = bundle.refiner
+        stages["refine_classifier"] = rate(n, lambda: [refiner.log_odds(events[a:b]) for a, b in spans])
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         writes = [("writing_parquet_zstd", "parquet", ROW_GROUP), ("writing_hdf5", "h5", ROW_GROUP)]
         writes += [(f"writing_root_zstd_basket_{size}", "root", size) for size in ROOT_BASKETS]
@@ -164,6 +169,10 @@ def main() -> None:
             "hdf5": end_to_end(args.bundle, args.events, Path(tmp) / "e.h5", []),
             "root_zstd": end_to_end(args.bundle, args.events, Path(tmp) / "e.root", []),
         }
+        if bundle.refiner is not None:
+            e2e["parquet_zstd_no_refine"] = end_to_end(
+                args.bundle, args.events, Path(tmp) / "e.parquet", ["--no-refine"]
+            )
         flow_bundle = with_flow(bundle, Path(tmp) / "flow-bundle", args.flow_epochs)
         flow_z = np.empty((args.flow_events, bundle.buffer.mu_.shape[1]), np.float32)
         stages["sampling_flow"] = rate(
@@ -215,6 +224,10 @@ def main() -> None:
         "flow_over_buffer_end_to_end": e2e["parquet_zstd_flow"]["events_per_second"]
         / e2e["parquet_zstd"]["events_per_second"],
     }
+    if "parquet_zstd_no_refine" in e2e:
+        result["refined_over_unrefined_end_to_end"] = (
+            e2e["parquet_zstd"]["events_per_second"] / e2e["parquet_zstd_no_refine"]["events_per_second"]
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"{'stage':<28}{'events/s':>14}")
@@ -235,6 +248,11 @@ def main() -> None:
     print(
         f"flow mode over buffer mode, end to end to zstd Parquet: {result['flow_over_buffer_end_to_end']:.3f}"
     )
+    if "refined_over_unrefined_end_to_end" in result:
+        print(
+            "refined over --no-refine, end to end to zstd Parquet: "
+            f"{result['refined_over_unrefined_end_to_end']:.3f}"
+        )
     print(f"saved {args.out}")
 
 

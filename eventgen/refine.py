@@ -8,8 +8,12 @@ looks at (:func:`eventgen.metrics.physics_features`: the columns, object masses,
 observables). Its log-odds ``s(x)`` estimate ``log p_data(x) / p_gen(x)``; a generated event is
 kept with probability ``min(1, exp(s(x) - log_cap))``, so the kept events follow
 ``p_gen * min(p_data / p_gen, cap)``: the generator's density pulled towards the data's wherever
-the ratio is below the cap (the ``quantile`` of ``s`` over generated events). Kept events are
-still the generator's own draws, so the refiner does not copy training events.
+the ratio is below the cap. Kept events are still the generator's own draws, so the refiner does
+not copy training events. A single cap would keep fewer events where the generator is worse (say,
+events with a lepton) and so change the multiplicities; instead each stratum of the count
+columns and lepton flavours (:func:`strata`: n_jets, n_leptons, e or μ) gets its own cap, chosen so that every stratum keeps the same
+fraction of its events as the ``quantile`` cap keeps overall: the refiner reshapes events within
+a multiplicity class and leaves the classes' fractions as the generator made them.
 This is discriminator rejection sampling (Azadi et al., arXiv:1810.06758); in particle physics
 the same density ratio reweights generators (Diefenbacher et al., DCTRGAN, arXiv:2009.03796).
 
@@ -40,8 +44,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 #: candidate blocks an output block may use: a refiner that accepts less than 1/64 is refused
 MAX_CANDIDATE_BLOCKS = 64
+_CODE_BASE = 64  # strata: count columns as base-64 digits
 REFINE_STREAM = 3  # SeedSequence([seed, REFINE_STREAM, candidate block]) draws the acceptance uniforms
-_STATE = ("feature", "threshold", "missing_left", "left", "right", "value", "roots", "columns", "scalars")
+_TREE_ARRAYS = ("feature", "threshold", "missing_left", "left", "right", "value", "roots")
 
 
 @dataclass(frozen=True)
@@ -107,9 +112,14 @@ class Refiner:
         schema: Schema,
         baseline: float,
         log_cap: float,
+        codes: np.ndarray | None = None,
+        log_caps: np.ndarray | None = None,
     ) -> None:
         self.trees, self.columns, self.schema = trees, columns, schema
         self.baseline, self.log_cap = baseline, log_cap
+        #: the strata (:func:`strata` codes, increasing) with caps of their own; others get ``log_cap``
+        self.codes = np.zeros(0, np.int64) if codes is None else codes
+        self.log_caps = np.zeros(0) if log_caps is None else log_caps
 
     @classmethod
     def fit(
@@ -147,8 +157,20 @@ class Refiner:
         trees = _flatten(clf)
         baseline = float(np.ravel(clf._baseline_prediction)[0])
         refiner = cls(trees, columns, schema, baseline, 0.0)
-        refiner.log_cap = float(np.quantile(refiner.log_odds(pool), settings.quantile))
+        refiner.set_caps(pool, settings.quantile)
         return refiner
+
+    def set_caps(self, pool: np.ndarray, quantile: float, min_events: int = 200) -> None:
+        """The overall cap, the ``quantile`` of the log-odds over the generated events ``pool``, and a
+        cap for each stratum of ``min_events`` or more that keeps the same fraction of it."""
+        s = self.log_odds(pool)
+        self.log_cap = float(np.quantile(s, quantile))
+        target = float(np.minimum(1.0, np.exp(s - self.log_cap)).mean())
+        code = strata(pool, self.schema)
+        values, counts = np.unique(code, return_counts=True)
+        chosen = values[counts >= min_events] if (counts >= min_events).any() else values[[counts.argmax()]]
+        self.codes = chosen.astype(np.int64)
+        self.log_caps = np.array([_cap_keeping(s[code == c], target) for c in chosen])
 
     @property
     def n_trees(self) -> int:
@@ -178,13 +200,25 @@ class Refiner:
 
     def accept(self, events: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
         """Which of ``events`` to keep ``(n,)`` bool, given a uniform in [0, 1) per event."""
-        return np.log(uniforms) < self.log_odds(events) - self.log_cap
+        caps = np.full(len(events), self.log_cap)
+        if self.codes.size:
+            code = strata(events, self.schema)
+            at = np.minimum(np.searchsorted(self.codes, code), self.codes.size - 1)
+            known = self.codes[at] == code
+            caps[known] = self.log_caps[at[known]]
+        return np.log(uniforms) < self.log_odds(events) - caps
 
     # ------------------------------------------------------------------ state
 
     def get_state(self) -> dict[str, np.ndarray]:
         scalars = np.array([n_physics_features(self.schema), self.baseline, self.log_cap], dtype=np.float64)
-        return {**self.trees, "columns": self.columns, "scalars": scalars}
+        return {
+            **self.trees,
+            "columns": self.columns,
+            "scalars": scalars,
+            "codes": self.codes,
+            "log_caps": self.log_caps,
+        }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], schema: Schema, source: str = "refine state") -> Refiner:
@@ -222,7 +256,11 @@ class Refiner:
             "value": value,
             "roots": roots.astype(np.int32),
         }
-        return cls(trees, columns, schema, float(scalars[1]), float(scalars[2]))
+        codes = saved.array("codes", "int", (None,), low=0)
+        if np.any(np.diff(codes) <= 0):
+            raise saved.error("codes", "is not strictly increasing")
+        log_caps = saved.array("log_caps", "float", codes.shape, sized_by="one per stratum code")
+        return cls(trees, columns, schema, float(scalars[1]), float(scalars[2]), codes, log_caps)
 
 
 def n_physics_features(schema: Schema) -> int:
@@ -230,6 +268,40 @@ def n_physics_features(schema: Schema) -> int:
     from eventgen.metrics import physics_features
 
     return int(physics_features(np.zeros((1, len(schema)), np.float32), schema)[0].shape[1])
+
+
+def strata(events: np.ndarray, schema: Schema) -> np.ndarray:
+    """Each event's stratum ``(n,)`` int64: the digits of one number in base 64, first its count
+    columns (each clipped to 0..63), then for each object of a family with discrete masses (the
+    lepton flavour) 0 where absent, else 1 + the index of its nearest mass level; at most 10
+    digits; 0 for a schema with neither."""
+    from eventgen.representation import mass_objects
+
+    digits = [np.rint(events[:, i]) for i, c in enumerate(schema.columns) if c.kind == "count"]
+    masses = schema.family_masses
+    for o in mass_objects(schema):
+        levels = np.asarray(masses.get(o.family, ()), dtype=np.float64)
+        if levels.size > 1:
+            e, pt, eta = (events[:, i].astype(np.float64) for i in (o.e, o.pt, o.eta))
+            m = np.sqrt(np.maximum(e**2 - (pt * np.cosh(eta)) ** 2, 0.0))
+            nearest = np.abs(m[:, None] - levels[None, :]).argmin(axis=1)
+            digits.append(np.where(pt > 0, 1 + nearest, 0))
+    code = np.zeros(len(events), np.int64)
+    for digit in digits[:10]:
+        code = code * _CODE_BASE + np.clip(digit, 0, _CODE_BASE - 1).astype(np.int64)
+    return code
+
+
+def _cap_keeping(s: np.ndarray, fraction: float) -> float:
+    """The log-cap c at which ``mean(min(1, exp(s - c)))`` is ``fraction`` (bisection; it falls with c)."""
+    lo, hi = float(s.min()) - 50.0, float(s.max()) + 50.0
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        if np.minimum(1.0, np.exp(s - mid)).mean() > fraction:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
 
 
 def uniforms(seed: int, candidate_block: int, n: int) -> np.ndarray:
@@ -263,7 +335,7 @@ def refine_block(
 
 def _flatten(clf: Any) -> dict[str, np.ndarray]:
     """The fitted classifier's trees as flat node arrays (child indices absolute, leaves -1)."""
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in _STATE[:7]}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in _TREE_ARRAYS}
     offset = 0
     for (predictor,) in clf._predictors:
         nodes = predictor.nodes
@@ -295,7 +367,16 @@ def fit_refiner(bundle: Bundle, events: np.ndarray, settings: RefineSettings, se
     source = EventSource(bundle, {"refine": False}, seed)
     generated, pool = source.candidates(0, span)[:n], source.candidates(span, 2 * span)[:n]
     refiner = Refiner.fit(events, generated, pool, bundle.schema, settings, seed)
-    kept = float(np.minimum(1.0, np.exp(refiner.log_odds(pool) - refiner.log_cap)).mean())
+    kept_pool = pool[refiner.accept(pool, np.random.default_rng(seed).random(len(pool)))]
+    kept = len(kept_pool) / len(pool)
+    worse = _worsened(events, pool, kept_pool, bundle.schema)
+    if worse:
+        log.warning(
+            "the refiner moves %s away from the training events (W1/sigma before -> after: %s); "
+            "if they matter, generate with --no-refine or fit with refine: false",
+            ", ".join(worse),
+            ", ".join(f"{a:.3f} -> {b:.3f}" for a, b in worse.values()),
+        )
     log.info(
         "trained the refiner in %.1f s: %d trees on %d training and %d generated events; it keeps %.0f%% of events",
         time.perf_counter() - t0,
@@ -308,5 +389,29 @@ def fit_refiner(bundle: Bundle, events: np.ndarray, settings: RefineSettings, se
         **settings.to_dict(),
         "trees": refiner.n_trees,
         "kept_fraction": round(kept, 4),
+        "worsened": {name: [round(a, 4), round(b, 4)] for name, (a, b) in worse.items()},
     }
     return refiner
+
+
+def _worsened(
+    data: np.ndarray, before: np.ndarray, after: np.ndarray, schema: Schema
+) -> dict[str, tuple[float, float]]:
+    """The physics features whose W1/σ to ``data`` the refinement (``before`` -> ``after``) grows
+    by more than half, to above 0.1: a refiner fixes the joint distribution it sees, and may
+    trade a narrow feature (a resonance mass) for it. Only a warning: ``data`` trained the refiner."""
+    from scipy.stats import wasserstein_distance
+
+    from eventgen.metrics import physics_features
+
+    x, names = physics_features(data, schema)
+    xb, xa = physics_features(before, schema)[0], physics_features(after, schema)[0]
+    out = {}
+    for j, name in enumerate(names):
+        ref, b, a = (v[np.isfinite(v)] for v in (x[:, j], xb[:, j], xa[:, j]))
+        if min(len(ref), len(b), len(a)) < 100 or not np.std(ref) > 0:
+            continue
+        w_b, w_a = (wasserstein_distance(v, ref) / np.std(ref) for v in (b, a))
+        if w_a > 0.1 and w_a > 1.5 * w_b:
+            out[name] = (float(w_b), float(w_a))
+    return out

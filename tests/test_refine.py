@@ -141,6 +141,9 @@ def _forged(refined: Bundle, **changes: np.ndarray) -> dict[str, np.ndarray]:
         (lambda s: {"scalars": np.array([3.0, 0.0, 0.0])}, "features"),
         (lambda s: {"threshold": np.full_like(s["threshold"], np.nan)}, "NaN"),
         (lambda s: {"value": s["value"][:-1].copy()}, "one per node"),
+        (lambda s: {"codes": np.r_[s["codes"], s["codes"][:1]]}, "increasing"),
+        (lambda s: {"log_caps": np.r_[s["log_caps"], 0.0]}, "one per stratum"),
+        (lambda s: {"codes": -1 - s["codes"]}, "codes"),
     ],
 )
 def test_a_forged_refine_state_is_refused(refined: Bundle, change, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -168,3 +171,24 @@ def test_refine_settings_from_a_config() -> None:
     for bad in (0, 1, 1.5, "0.8", True):
         with pytest.raises(ConfigError, match="quantile"):
             RefineSettings(quantile=bad)  # type: ignore[arg-type]
+
+
+def test_a_weighted_default_selection_is_not_refined(ttbar_path: Path) -> None:
+    from eventgen.fitting import fit
+
+    with pytest.raises(ConfigError, match="refine: false"):
+        fit(ttbar_path, epochs=1, selection="weighted", weight_column="met")
+
+
+def test_each_stratum_keeps_the_same_fraction(refined: Bundle) -> None:
+    """The caps of the strata (counts and lepton flavours) keep every multiplicity's share."""
+    from eventgen.refine import strata
+
+    source = EventSource(refined, {"refine": False}, 5, device="cpu")
+    pool = source.candidates(0, 4 * BLOCK)
+    kept = refined.refiner.accept(pool, np.random.default_rng(0).random(len(pool)))
+    code = strata(pool, refined.schema)
+    fractions = [kept[code == c].mean() for c in refined.refiner.codes if (code == c).sum() >= 500]
+    assert len(fractions) >= 2 and max(fractions) - min(fractions) < 0.1
+    n_leptons = refined.schema.index("n_leptons")
+    assert abs(pool[kept, n_leptons].mean() - pool[:, n_leptons].mean()) < 0.05
