@@ -181,7 +181,7 @@ class Bundle:
         """``n_events`` new events in memory: those ``eventgen generate`` writes with these options.
 
         ``sampling`` overrides the bundle's sampling settings by keyword (``mode``, ``alpha``,
-        ``gamma``, ``selection``, ``bandwidth``, ``n_components``; see
+        ``gamma``, ``selection``, ``bandwidth``, ``n_components``, ``refine``; see
         :class:`~eventgen.sampling.SamplingSettings`). Returns an :class:`EventTable`
         ``(n_events, n_columns)`` (plus ``weight`` for ``selection="weighted"``, and the normalised
         event weight in pb as ``weight_column``), its metadata that of a generated file.

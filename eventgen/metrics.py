@@ -244,6 +244,10 @@ def mmd(
     return float(np.mean(values)), float(np.std(values, ddof=1) / math.sqrt(len(values)))
 
 
+#: events in which a feature must be defined (finite) for a classifier to train on it
+MIN_DEFINED = 20
+
+
 def classifier_auc(
     generated: np.ndarray,
     reference: np.ndarray,
@@ -264,8 +268,9 @@ def classifier_auc(
     ``n // 2`` events per class (early stopping on 10% of them) and the AUC is measured on the
     other half. ``features``: ``"columns"`` the columns as given; ``"observables"`` (needs
     ``schema``) plus the derived observables of :mod:`eventgen.observables`; ``"physics"`` (needs
-    ``schema``) :func:`physics_features`. Features undefined (NaN) in every event of both samples
-    are dropped; elsewhere NaN marks an undefined value, which the trees handle. Weights
+    ``schema``) :func:`physics_features`. Features defined in fewer than :data:`MIN_DEFINED` of the
+    events the classifier trains on are dropped; elsewhere NaN marks an undefined value, which the
+    trees handle. Weights
     ``(n_gen,)`` / ``(n_ref,)`` are the classifier's sample weights, normalised to a mean of 1
     per class, and weight the AUC; the error then uses Kish's effective sizes. Returns
     ``(auc, error)`` with the Hanley–McNeil standard error; 0.5 means indistinguishable,
@@ -295,9 +300,11 @@ def classifier_auc(
     if features != "columns":
         assert schema is not None  # checked above
         a, b = (_feature_matrix(x, schema, features) for x in (a, b))
-    defined = np.isfinite(a).any(axis=0) | np.isfinite(b).any(axis=0)
-    a, b = a[:, defined], b[:, defined]
     half = n // 2
+    # a feature defined in too few of the events the classifier trains on has nothing to teach
+    # (and none at all would break the trees' binning): dropped
+    defined = np.isfinite(np.vstack([a[:half], b[:half]])).sum(axis=0) >= MIN_DEFINED
+    a, b = a[:, defined], b[:, defined]
     x_train = np.vstack([a[:half], b[:half]])
     x_test = np.vstack([a[half:], b[half:]])
     y_train = np.r_[np.ones(half), np.zeros(half)]

@@ -10,10 +10,11 @@ kept with probability ``min(1, exp(s(x) - log_cap))``, so the kept events follow
 ``p_gen * min(p_data / p_gen, cap)``: the generator's density pulled towards the data's wherever
 the ratio is below the cap. Kept events are still the generator's own draws, so the refiner does
 not copy training events. A single cap would keep fewer events where the generator is worse (say,
-events with a lepton) and so change the multiplicities; instead each stratum of the count
-columns and lepton flavours (:func:`strata`: n_jets, n_leptons, e or μ) gets its own cap, chosen so that every stratum keeps the same
-fraction of its events as the ``quantile`` cap keeps overall: the refiner reshapes events within
-a multiplicity class and leaves the classes' fractions as the generator made them.
+events with a lepton) and so change the multiplicities; instead each stratum of the count columns
+and lepton flavours (:func:`strata`: n_jets, n_leptons, e or μ) gets its own cap, chosen so that
+every stratum keeps the same fraction of its events as the ``quantile`` cap keeps overall: the
+refiner reshapes events within a multiplicity class and leaves the classes' fractions as the
+generator made them.
 This is discriminator rejection sampling (Azadi et al., arXiv:1810.06758); in particle physics
 the same density ratio reweights generators (Diefenbacher et al., DCTRGAN, arXiv:2009.03796).
 
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from eventgen.schema import Schema
 
 log = logging.getLogger(__name__)
-#: candidate blocks an output block may use: a refiner that accepts less than 1/64 is refused
+#: candidate blocks an output block may use: a block that needs more is refused (BundleError)
 MAX_CANDIDATE_BLOCKS = 64
 _CODE_BASE = 64  # strata: count columns as base-64 digits
 REFINE_STREAM = 3  # SeedSequence([seed, REFINE_STREAM, candidate block]) draws the acceptance uniforms
@@ -97,12 +98,12 @@ class RefineSettings:
 class Refiner:
     """A boosted-tree classifier of training against generated events, and its acceptance cap.
 
-    ``columns`` ``(k,)`` picks the physics features the trees read (those defined in some
-    training or generated event) out of the schema's physics features. The trees are flat arrays
-    over all nodes: ``roots`` ``(n_trees,)`` index each tree's first node; an inner node sends
-    a feature value ``<= threshold`` to ``left``, a larger one to ``right``, and NaN to ``left``
-    where ``missing_left``; a leaf (``left == -1``) holds ``value``. The log-odds of an event
-    are ``baseline`` plus its leaves' values.
+    ``columns`` ``(k,)`` picks the physics features the trees read (those defined in at least
+    :data:`~eventgen.metrics.MIN_DEFINED` training or generated events) out of the schema's
+    physics features. The trees are flat arrays over all nodes: ``roots`` ``(n_trees,)`` index
+    each tree's first node; an inner node sends a feature value ``<= threshold`` to ``left``, a
+    larger one to ``right``, and NaN to ``left`` where ``missing_left``; a leaf (``left == -1``)
+    holds ``value``. The log-odds of an event are ``baseline`` plus its leaves' values.
     """
 
     def __init__(
@@ -136,10 +137,10 @@ class Refiner:
         from sklearn.ensemble import HistGradientBoostingClassifier
         from threadpoolctl import threadpool_limits
 
-        from eventgen.metrics import physics_features
+        from eventgen.metrics import MIN_DEFINED, physics_features
 
         x_data, x_gen = physics_features(data, schema)[0], physics_features(generated, schema)[0]
-        defined = np.isfinite(x_data).any(axis=0) | np.isfinite(x_gen).any(axis=0)
+        defined = np.isfinite(x_data).sum(axis=0) + np.isfinite(x_gen).sum(axis=0) >= MIN_DEFINED
         columns = np.flatnonzero(defined)
         x = np.vstack([x_data[:, columns], x_gen[:, columns]])
         y = np.r_[np.ones(len(x_data)), np.zeros(len(x_gen))]

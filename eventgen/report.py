@@ -452,7 +452,9 @@ def format_value(value: Any) -> str:
         if e is None or not math.isfinite(e) or e <= 0 or not math.isfinite(v):
             return f"{v:.4g}"
         decimals = 1 - math.floor(math.log10(e))
-        if 0 <= decimals <= 5 and (abs(v) >= 1e-3 or decimals <= 3) or (abs(v) >= 0.1 and 0 <= decimals <= 7):
+        if (0 <= decimals <= 5 and (abs(v) >= 1e-3 or decimals <= 3)) or (
+            abs(v) >= 0.1 and 0 <= decimals <= 7
+        ):
             return f"{v:.{decimals}f} ± {e:.{decimals}f}"
         k = math.floor(math.log10(max(abs(v), e)))
         m, me = v / 10.0**k, e / 10.0**k
