@@ -149,11 +149,7 @@ def fit(
     model_settings, train_settings, buffer_settings = fit_settings(
         options, model_settings, train_settings, buffer_settings
     )
-    if refine.enabled and buffer_settings.sampling.selection == "weighted":
-        raise ConfigError(
-            "a refiner learns unweighted events and cannot refine the selection 'weighted'; "
-            "set refine: false (refine=False) or fit with another selection"
-        )
+    refine.check_selection(buffer_settings.sampling.selection)
     if data_source is None and isinstance(data, str | os.PathLike):
         table = as_event_table(data, schema)
         path = os.fspath(data)

@@ -147,6 +147,10 @@ def fit_job_from_mapping(config: dict[str, Any], where: str, **overrides: Any) -
     train_overrides = {k: v for k in train_keys if (v := overrides.pop(k, None)) is not None}
     buffer = BufferSettings.from_mapping(data.pop("buffer", None), f"{where}: buffer")
     refine = RefineSettings.from_mapping(data.pop("refine", None), f"{where}: refine")
+    try:
+        refine.check_selection(buffer.sampling.selection)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     model = from_mapping(ModelSettings, data.pop("model", None), f"{where}: model")
     train_section = data.pop("train", None)
     if isinstance(train_section, dict | None):

@@ -29,7 +29,7 @@ count, worker count or interruption.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +93,14 @@ class RefineSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def check_selection(self, selection: str) -> None:
+        """Refuse a refiner for a bundle whose stored selection is ``weighted`` (ConfigError)."""
+        if self.enabled and selection == "weighted":
+            raise ConfigError(
+                "a refiner learns unweighted events and cannot refine the selection 'weighted'; "
+                "set refine: false (refine=False) or fit with another selection"
+            )
 
 
 class Refiner:
@@ -179,12 +187,11 @@ class Refiner:
 
     def log_odds(self, events: np.ndarray) -> np.ndarray:
         """``log p_data / p_gen`` estimated at each of ``events`` ``(n, n_columns)``: ``(n,)`` float64."""
+        from eventgen.kernels import tree_sum
         from eventgen.metrics import physics_features
 
         features = np.ascontiguousarray(physics_features(events, self.schema)[0][:, self.columns])
         out = np.full(len(events), self.baseline)
-        from eventgen.kernels import tree_sum
-
         t = self.trees
         tree_sum(
             features,
@@ -312,7 +319,12 @@ def uniforms(seed: int, candidate_block: int, n: int) -> np.ndarray:
 
 
 def refine_block(
-    block: int, width: int, candidates: Any, refiner: Refiner, seed: int, n_columns: int
+    block: int,
+    width: int,
+    candidates: Callable[[int, int], np.ndarray],
+    refiner: Refiner,
+    seed: int,
+    n_columns: int,
 ) -> np.ndarray:
     """Output block ``block``: the first ``width`` accepted events of its candidate blocks.
 
@@ -335,7 +347,12 @@ def refine_block(
 
 
 def _flatten(clf: Any) -> dict[str, np.ndarray]:
-    """The fitted classifier's trees as flat node arrays (child indices absolute, leaves -1)."""
+    """The fitted classifier's trees as flat node arrays (child indices absolute, leaves -1).
+
+    It reads scikit-learn's fitted predictors (private attributes, unchanged since scikit-learn
+    1.0), so only fitting depends on them; tests/test_refine.py checks the result against
+    ``decision_function`` on the installed version.
+    """
     parts: dict[str, list[np.ndarray]] = {k: [] for k in _TREE_ARRAYS}
     offset = 0
     for (predictor,) in clf._predictors:

@@ -67,6 +67,19 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (linked / "model.npz").unlink()
     (linked / "model.npz").symlink_to(folder / "notes.txt")
     (folder / "run.yaml").write_text("workdir: ro/work\n")
+    fit_config = FIT_CONFIG.read_text()
+    for name, refine in (
+        ("refine-quantile", "refine: {quantile: 2}"),
+        ("refine-key", "refine: {quant: 0.5}"),
+        ("refine-weighted", "refine: true\nbuffer: {selection: weighted, weight_column: met}"),
+    ):
+        text = fit_config.replace("refine: false", refine)
+        if "buffer: {selection" in refine:
+            text = "\n".join(line for line in text.splitlines() if not line.startswith("buffer:")) + "\n"
+            text = text.replace("refine: true", refine)
+        (folder / f"{name}.yaml").write_text(text)
+    forged = shutil.copytree(BUNDLE, folder / "forged-refine")
+    np.savez(forged / "refine.npz", scalars=np.array([1.0, 0.0, 0.0]))
     (folder / "zero.csv").symlink_to("/dev/zero")  # endless: reading it would never end
     shutil.copy(TTBAR, folder / "binary.yaml")
     return folder
@@ -106,6 +119,19 @@ def _cases() -> dict[str, tuple[list[str], str]]:
         "denoise-ragged-hdf5": (
             ["denoise", b, "{in}/ragged.h5", "-o", "d.parquet"],
             "has 2999 events, 'met' 3000",
+        ),
+        "fit-refine-quantile": (["fit", "{in}/refine-quantile.yaml", "--data", t, "-o", "b"], "quantile=2"),
+        "fit-refine-unknown-key": (
+            ["fit", "{in}/refine-key.yaml", "--data", t, "-o", "b"],
+            "valid keys are ['enabled', 'quantile', 'max_trees']",
+        ),
+        "fit-refine-weighted": (
+            ["fit", "{in}/refine-weighted.yaml", "--data", t, "-o", "b"],
+            "cannot refine the selection 'weighted'",
+        ),
+        "generate-forged-refiner": (
+            ["generate", "{in}/forged-refine", "-n", "10", "-o", "g.parquet"],
+            "refine.npz",
         ),
         "score-no-events": (["score", b, "{in}/empty.parquet", "-o", "s.parquet"], "holds no events"),
         "encode-no-events": (["encode", b, "{in}/empty.parquet", "-o", "z.parquet"], "holds no events"),

@@ -192,3 +192,21 @@ def test_each_stratum_keeps_the_same_fraction(refined: Bundle) -> None:
     assert len(fractions) >= 2 and max(fractions) - min(fractions) < 0.1
     n_leptons = refined.schema.index("n_leptons")
     assert abs(pool[kept, n_leptons].mean() - pool[:, n_leptons].mean()) < 0.05
+
+
+def test_a_run_config_that_weights_a_refined_bundle_is_refused(tmp_path: Path) -> None:
+    """Refused when the config is read, not after the simulation and the fit."""
+    from eventgen.run import load_run_job
+
+    text = (Path(__file__).parents[1] / "configs" / "default.yaml").read_text()
+    text = text.replace(
+        "  buffer: {mode: buffer, alpha: 1.0, gamma: 0.2}", "  buffer: {gamma: 0.2, weight_column: met}"
+    )
+    weighted = text.replace("  gamma: 0.2 ", "  selection: weighted\n  gamma: 0.2 ", 1)
+    assert "weight_column: met" in weighted and "selection: weighted" in weighted
+    config = tmp_path / "run.yaml"
+    config.write_text(weighted)
+    with pytest.raises(ConfigError, match="add refine: false to the generate section"):
+        load_run_job(str(config))
+    config.write_text(weighted.replace("  selection: weighted\n", "  selection: weighted\n  refine: false\n"))
+    assert load_run_job(str(config)).generate.sampling.refine is False
