@@ -3,7 +3,8 @@
 Buffer smoothing makes fresh events at a price: the further a latent point leaves its training
 event, the more the decoded event blurs sharp structure (object masses, the top and W peaks).
 The refiner measures that price event by event and takes it back. At fit time a gradient-boosted
-classifier learns to tell the training events from as many generated ones, on what a physicist
+classifier learns to tell the training events from three times as many generated ones (weighted
+to equal totals), on what a physicist
 looks at (:func:`eventgen.metrics.physics_features`: the columns, object masses, ΔR and
 observables). Its log-odds ``s(x)`` estimate ``log p_data(x) / p_gen(x)``; a generated event is
 kept with probability ``min(1, exp(s(x) - log_cap))``, so the kept events follow
@@ -58,11 +59,14 @@ class RefineSettings:
     ``quantile``  the acceptance cap, as a quantile of the log-odds over generated events: higher
                   corrects more and keeps fewer candidates (0.8 keeps about 60% on tt̄)
     ``max_trees`` the classifier's boosting iterations at most (early stopping picks fewer)
+    ``generated`` generated events per training event the classifier learns from (3: a less noisy
+                  density ratio than 1, at a few seconds of fitting; on validation 0.636 against 0.641)
     """
 
     enabled: bool = True
     quantile: float = 0.8
     max_trees: int = 200
+    generated: int = 3
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
@@ -70,6 +74,9 @@ class RefineSettings:
         q = self.quantile
         if isinstance(q, bool) or not isinstance(q, int | float) or not 0 < q < 1:
             raise ConfigError(f"refine quantile={q!r} is invalid; pass a number in (0, 1), e.g. 0.8")
+        g = self.generated
+        if isinstance(g, bool) or not isinstance(g, int) or not 1 <= g <= 20:
+            raise ConfigError(f"refine generated={g!r} is invalid; pass an integer in 1..20")
         n = self.max_trees
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 2000:
             raise ConfigError(f"refine max_trees={n!r} is invalid; pass an integer in 1..2000")
@@ -82,7 +89,7 @@ class RefineSettings:
             return cls(enabled=True if data is None else data)
         if not isinstance(data, Mapping):
             raise ConfigError(f"{where} must be a mapping of keys to values or false, found {data!r}")
-        fields = ("enabled", "quantile", "max_trees")
+        fields = ("enabled", "quantile", "max_trees", "generated")
         unknown = sorted(set(data) - set(fields), key=str)
         if unknown:
             raise ConfigError(f"unknown key {where}.{unknown[0]}; valid keys are {list(fields)}")
@@ -372,8 +379,9 @@ def _flatten(clf: Any) -> dict[str, np.ndarray]:
 
 
 def fit_refiner(bundle: Bundle, events: np.ndarray, settings: RefineSettings, seed: int) -> Refiner:
-    """A refiner for ``bundle`` trained on its training ``events`` against as many events it
-    generates with its stored sampling settings; records what it did in ``bundle.metadata``."""
+    """A refiner for ``bundle`` trained on its training ``events`` against ``settings.generated``
+    times as many events it generates with its stored sampling settings (the cap set on as many
+    again); records what it did in ``bundle.metadata``."""
     import time
 
     from eventgen.components import BLOCK
@@ -381,9 +389,11 @@ def fit_refiner(bundle: Bundle, events: np.ndarray, settings: RefineSettings, se
 
     t0 = time.perf_counter()
     n = len(events)
-    span = -(-n // BLOCK) * BLOCK
+    m = settings.generated * n
+    span = -(-m // BLOCK) * BLOCK
     source = EventSource(bundle, {"refine": False}, seed)
-    generated, pool = source.candidates(0, span)[:n], source.candidates(span, 2 * span)[:n]
+    generated = source.candidates(0, span)[:m]
+    pool = source.candidates(span, span + -(-n // BLOCK) * BLOCK)[:n]
     refiner = Refiner.fit(events, generated, pool, bundle.schema, settings, seed)
     kept_pool = pool[refiner.accept(pool, np.random.default_rng(seed).random(len(pool)))]
     kept = len(kept_pool) / len(pool)
@@ -400,7 +410,7 @@ def fit_refiner(bundle: Bundle, events: np.ndarray, settings: RefineSettings, se
         time.perf_counter() - t0,
         refiner.n_trees,
         n,
-        n,
+        m,
         100 * kept,
     )
     bundle.metadata["refine"] = {

@@ -123,7 +123,7 @@ def _cases() -> dict[str, tuple[list[str], str]]:
         "fit-refine-quantile": (["fit", "{in}/refine-quantile.yaml", "--data", t, "-o", "b"], "quantile=2"),
         "fit-refine-unknown-key": (
             ["fit", "{in}/refine-key.yaml", "--data", t, "-o", "b"],
-            "valid keys are ['enabled', 'quantile', 'max_trees']",
+            "valid keys are ['enabled', 'quantile', 'max_trees', 'generated']",
         ),
         "fit-refine-weighted": (
             ["fit", "{in}/refine-weighted.yaml", "--data", t, "-o", "b"],

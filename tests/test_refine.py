@@ -166,6 +166,9 @@ def test_refine_settings_from_a_config() -> None:
     assert RefineSettings.from_mapping(False) == RefineSettings(enabled=False)
     assert RefineSettings.from_mapping(None) == RefineSettings()
     assert RefineSettings.from_mapping({"quantile": 0.9}).quantile == 0.9
+    assert RefineSettings.from_mapping({"generated": 1}).generated == 1
+    with pytest.raises(ConfigError, match="generated=0"):
+        RefineSettings(generated=0)
     with pytest.raises(ConfigError, match="unknown key refine.quant"):
         RefineSettings.from_mapping({"quant": 0.9})
     for bad in (0, 1, 1.5, "0.8", True):
