@@ -131,7 +131,7 @@ def test_a_flow_fitted_with_the_bundle_takes_draw_time_overrides(tmp_path: Path)
 def test_generate_overrides_apply_to_the_fit_sampling(tmp_path: Path) -> None:
     config = tmp_path / "run.yaml"
     config.write_text(
-        "fit: {buffer: {mode: kde, bandwidth: 0.5, selection: weighted, weight_column: met}}\n"
+        "fit: {buffer: {mode: kde, bandwidth: 0.5, selection: weighted, weight_column: met}, refine: false}\n"
         "generate: {mode: gmm, n_components: 7}\n"
     )
     job = load_run_job(str(config))
