@@ -301,12 +301,12 @@ def classifier_auc(
         assert schema is not None  # checked above
         a, b = (_feature_matrix(x, schema, features) for x in (a, b))
     half = n // 2
+    x_train = np.vstack([a[:half], b[:half]])
     # a feature defined in too few of the events the classifier trains on has nothing to teach
     # (and none at all would break the trees' binning): dropped
-    defined = np.isfinite(np.vstack([a[:half], b[:half]])).sum(axis=0) >= MIN_DEFINED
-    a, b = a[:, defined], b[:, defined]
-    x_train = np.vstack([a[:half], b[:half]])
-    x_test = np.vstack([a[half:], b[half:]])
+    defined = np.isfinite(x_train).sum(axis=0) >= MIN_DEFINED
+    x_train = x_train[:, defined]
+    x_test = np.vstack([a[half:], b[half:]])[:, defined]
     y_train = np.r_[np.ones(half), np.zeros(half)]
     y_test = np.r_[np.ones(n - half), np.zeros(n - half)]
     w_train = w_test = None

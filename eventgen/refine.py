@@ -101,12 +101,14 @@ class RefineSettings:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def check_selection(self, selection: str) -> None:
-        """Refuse a refiner for a bundle whose stored selection is ``weighted`` (ConfigError)."""
+    def check_selection(
+        self, selection: str, fix: str = "set refine: false (refine=False) or fit with another selection"
+    ) -> None:
+        """Refuse to refine a ``weighted`` selection (ConfigError, ending with ``fix``): by default
+        the bundle's stored one, or one a run's generate section asks of a refined bundle."""
         if self.enabled and selection == "weighted":
             raise ConfigError(
-                "a refiner learns unweighted events and cannot refine the selection 'weighted'; "
-                "set refine: false (refine=False) or fit with another selection"
+                f"a refiner learns unweighted events and cannot refine the selection 'weighted'; {fix}"
             )
 
 

@@ -131,11 +131,13 @@ def load_run_job(path: str) -> RunJob:
     generate = _generate_stage(_section(data, "generate", where), buffer, f"{where}: generate")
     evaluate = from_mapping(EvaluateStage, data.get("evaluate"), f"{where}: evaluate")
     fit = fit_job_from_mapping(fit_config, f"{where}: fit")  # last: its model settings import torch
-    if fit.refine.enabled and generate.sampling.refine and generate.sampling.selection == "weighted":
-        raise ConfigError(
-            f"{where}: generate: selection 'weighted' cannot be refined (the refiner learns unweighted "
-            "events); add refine: false to the generate section"
-        )
+    if generate.sampling.refine:
+        try:
+            fit.refine.check_selection(
+                generate.sampling.selection, "add refine: false to the generate section"
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: generate: {exc}") from None
     return RunJob(
         workdir=str(data.get("workdir", "runs/default")),
         seed=seed,
