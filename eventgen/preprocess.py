@@ -1,6 +1,6 @@
 """Invertible per-column preprocessing of event arrays before the β-VAE sees them.
 
-Two methods, both of the form ``y = (f(x) - mean_) / std_`` computed in float64:
+Three methods, all of the form ``y = (f(x) - mean_) / std_`` computed in float64:
 
 ``"physics"`` (default)
     ``f`` depends on the column kind. Energy-like columns (``energy``, ``pt``) are
@@ -19,9 +19,21 @@ Two methods, both of the form ``y = (f(x) - mean_) / std_`` computed in float64:
 ``"maxabs"``
     The prior art's scaling: ``f(x) = x``, ``mean_ = 0``, ``std_ = max|x|``.
 
+``"quantile"``
+    ``f(x) = Φ⁻¹(F(x))``: each column through its training distribution function ``F``
+    (``quantiles_``, 1000 evenly spaced quantiles, linear in between; values tied with a
+    quantile map to the middle of the tie) onto a standard normal, for every kind alike.
+    A value that many events share exactly (the Z mass of events without radiation, the
+    kinematic edge at the beam energy) covers a whole interval of the normal, and every
+    decoded value inside that interval comes back as exactly that value: a narrow resonance
+    stays narrow (README, zll). Before the transform, an absent object's columns other than
+    pT are set to :data:`ABSENT` (their exact zero would be a spike in the middle of η and φ,
+    onto which present objects would snap); the inverse sets them to 0 again.
+
 Before that transform, ``representation`` and ``frame`` choose what the model sees
-(:mod:`eventgen.representation`): ``"energy"`` (the columns as they are) or ``"mass"`` (each
-object's mass, or a discrete mass code, in place of its energy), in the ``"lab"`` frame or
+(:mod:`eventgen.representation`): ``"energy"`` (the columns as they are), ``"mass"`` (each
+object's mass, or a discrete mass code, in place of its energy) or ``"dilepton"`` (``"mass"``,
+with two leptons as a decaying pair: mass, pT, rapidity, azimuth, decay angles), in the ``"lab"`` frame or
 the ``"canonical"`` one (events turned and mirrored so that the leading object has φ = 0 and
 η ≥ 0 and the second φ ≥ 0). In the mass representation a mass column is energy-like (log
 scaled like an energy), a code column is not. :meth:`Preprocessor.event_frames` gives each
@@ -32,7 +44,8 @@ columns pass through unchanged; :func:`eventgen.train.check_trainable` is where 
 refused for training. ``inverse_transform(transform(x), event_frames(x))`` equals ``x`` to
 float32 precision for every kind, including exact zeros and large values (in the mass
 representation: to the precision the float32 E column holds a mass with, and leptons at the
-declared mass nearest to theirs).
+declared mass nearest to theirs; a dilepton's leptons to a few float32 steps; the quantile
+transform to a few float32 steps of its normal).
 
 Events must be finite. ``fit`` and ``fit_transform`` take training events, which were
 checked where they entered (:mod:`eventgen.io`), so they do not scan them again: a NaN or
@@ -54,13 +67,18 @@ from eventgen.representation import FRAMES, REPRESENTATIONS, Frame, Representati
 from eventgen.schema import Schema
 from eventgen.validate import SavedState
 
-PreprocessMethod = Literal["physics", "maxabs"]
+PreprocessMethod = Literal["physics", "maxabs", "quantile"]
 PREPROCESS_METHODS: tuple[str, ...] = get_args(PreprocessMethod)
 LOG_KINDS: tuple[str, ...] = ("energy", "pt")
 _SCALE_QUANTILE = 0.01  # quantile of the positive values that sets the log scale
 _SCALE_FRACTION = 0.05  # the scale as a fraction of that quantile
 _STATE_KEYS = ("method", "columns", "log_mask", "log_scale", "mean", "std")
 _LEGACY = ("energy", "lab")  # what a state without "representation" and "frame" was fitted in
+N_QUANTILES = 1000
+#: The value an absent object's η, φ and mass columns take before the quantile transform:
+#: below every present value, so that they form a spike of their own.
+ABSENT = -10.0
+_U_BOUND = 1e-7  # the quantile transform's levels [0, 1] become probabilities [_U_BOUND, 1 - _U_BOUND]
 
 P = TypeVar("P", bound="Preprocessor")
 
@@ -74,7 +92,8 @@ class Preprocessor:
 
     Fitted attributes (all of shape ``(n_features,)``): ``columns_`` (names), ``log_mask_``
     (columns transformed by ``log1p(x / log_scale_)``), ``log_scale_`` (1 where unused),
-    ``mean_`` and ``std_`` (float64); ``schema_``, the schema fitted on.
+    ``mean_`` and ``std_`` (float64); ``schema_``, the schema fitted on; for ``"quantile"``,
+    ``quantiles_`` ``(n_quantiles, n_features)``, each column's quantiles, non-decreasing.
     """
 
     def __init__(
@@ -114,6 +133,13 @@ class Preprocessor:
         self.log_mask_ = _log_mask(schema, self.method, self.representation)
         _check_non_negative(x, np.isin(np.array(schema.kinds), LOG_KINDS), columns)
         features = self._features(x)
+        if self.method == "quantile":
+            levels = np.linspace(0.0, 1.0, max(2, min(N_QUANTILES, len(x))))
+            self.quantiles_ = np.maximum.accumulate(np.quantile(features, levels, axis=0), axis=0)
+            _check_statistic(self.quantiles_[-1], x, columns)
+            self.mean_, spread = _column_moments(self._forward(features), None)
+            self.std_ = _guard(spread, self.mean_)
+            return self
         for j in np.flatnonzero(self.log_mask_):
             positive = features[:, j][features[:, j] > 0]
             if positive.size:
@@ -134,7 +160,7 @@ class Preprocessor:
         that picks the best epoch. Absent objects then sit at their own value, apart from
         the present ones, as before.
         """
-        if self.representation != "mass":
+        if not rep.has_masses(self.representation):
             return None
         rows = np.ones(x.shape, dtype=bool)
         for o in self.schema_.objects():
@@ -151,7 +177,9 @@ class Preprocessor:
         x = _check_array(x, list(self.columns_), "transform")
         check_finite(x, list(self.columns_), "Preprocessor.transform's input")
         energy_like = self.log_mask_.copy()
-        if self.representation == "mass" and self.method == "physics":
+        if self.method == "quantile":
+            energy_like = np.isin(np.array(self.schema_.kinds), LOG_KINDS)
+        elif rep.has_masses(self.representation) and self.method == "physics":
             energy_like[rep.coded_columns(self.schema_)] = True
         _check_non_negative(x, energy_like, list(self.columns_))
         return self._apply(x)
@@ -165,7 +193,7 @@ class Preprocessor:
         canonical frame stay in it.
         """
         rows = self.inverse_features(y).astype(np.float64)
-        if self.representation == "mass":
+        if rep.has_masses(self.representation):
             rep.from_masses(rows, self.schema_)
         if frames is not None:
             frames = np.asarray(frames, dtype=np.float64)
@@ -182,17 +210,43 @@ class Preprocessor:
 
         What the decoder hands the clean-up (:meth:`eventgen.cleanup.PhysicsCleanup.apply` with
         this ``representation``): raw scale, but masses or mass codes in the E columns of the mass
-        representation, and events in the canonical frame if that is the frame.
+        and dilepton representations (the dilepton pair already turned back into two leptons),
+        and events in the canonical frame if that is the frame.
         """
         self._check_fitted("inverse_transform")
         y = _check_array(y, list(self.columns_), "inverse_transform")
         check_finite(y, list(self.columns_), "Preprocessor.inverse_transform's input")
         f = y.astype(np.float64) * self.std_ + self.mean_
-        f[y == self._apply_zero()] = 0.0  # exactly what a 0 (an absent object) is mapped to
+        if self.method != "quantile":
+            f[y == self._apply_zero()] = 0.0  # exactly what a 0 (an absent object) is mapped to
         if self.log_mask_.any():
             with np.errstate(over="ignore"):
                 f[:, self.log_mask_] = np.expm1(f[:, self.log_mask_]) * self.log_scale_[self.log_mask_]
+        self.finish_features(f)
         return f.astype(np.float32)
+
+    def finish_features(self, f: np.ndarray) -> None:
+        """The inverse's steps after the per-column affine map and ``expm1``, in place on rows ``f``
+        ``(n, n_features)`` (float32 or float64): the quantile transform's inverse, the dilepton
+        pair's, absent objects' columns back to 0. Nothing for the other methods and representations.
+
+        :class:`eventgen.decode.EventDecoder` does the steps before in torch, then calls this.
+        """
+        if self.method == "quantile":
+            from scipy.special import ndtr
+
+            u = np.clip((ndtr(f.astype(np.float64)) - _U_BOUND) / (1.0 - 2.0 * _U_BOUND), 0.0, 1.0)
+            levels = np.linspace(0.0, 1.0, len(self.quantiles_))
+            for j in range(f.shape[1]):
+                f[:, j] = np.interp(u[:, j], levels, self.quantiles_[:, j])
+        if self.representation == "dilepton":
+            rep.from_pair(f, self.schema_)
+        if self.method == "quantile":  # absent objects back from ABSENT to 0
+            for o in self.schema_.objects():
+                absent = f[:, o.pt] <= 0
+                for c in (o.e, o.eta, o.phi):
+                    if c >= 0:
+                        f[absent, c] = 0.0
 
     def _apply_zero(self) -> np.ndarray:
         """The float32 value ``(n_features,)`` each column maps 0 to."""
@@ -225,7 +279,9 @@ class Preprocessor:
             "mean": self.mean_.copy(),
             "std": self.std_.copy(),
         }
-        if (self.representation, self.frame) != _LEGACY:
+        if self.method == "quantile":
+            state["quantiles"] = self.quantiles_.copy()
+        if (self.representation, self.frame) != _LEGACY or self.method == "quantile":
             state.update(representation=self.representation, frame=self.frame, schema=self.schema_.to_json())
         return state
 
@@ -246,7 +302,7 @@ class Preprocessor:
             representation = saved.choice("representation", REPRESENTATIONS)
             frame = saved.choice("frame", FRAMES)
         new = cls(method, representation, frame)  # type: ignore[arg-type]
-        if (representation, frame) != _LEGACY:
+        if (representation, frame) != _LEGACY or method == "quantile":
             schema = _stored_schema(saved, schema)
         if schema is None:
             sized_by = "one entry per column: the arrays differ in length"
@@ -260,13 +316,19 @@ class Preprocessor:
                 "log_mask",
                 "bool",
                 _log_mask(schema, method, representation),
-                f"{method!r}{' (mass representation)' if representation == 'mass' else ''} on schema "
+                f"{method!r}{f' ({representation} representation)' if rep.has_masses(representation) else ''} on schema "
                 f"{schema.name!r}",
             )
         n = new.columns_.shape
         new.log_scale_ = saved.array("log_scale", "float", n, above=0.0, sized_by=sized_by)
         new.mean_ = saved.array("mean", "float", n, sized_by=sized_by)
         new.std_ = saved.array("std", "float", n, above=0.0, sized_by=sized_by)
+        if method == "quantile":
+            new.quantiles_ = saved.array("quantiles", "float", (None, *n), sized_by=sized_by)
+            if len(new.quantiles_) < 2 or np.any(np.diff(new.quantiles_, axis=0) < 0):
+                raise saved.error("quantiles", "must hold at least 2 non-decreasing quantiles per column")
+        if representation == "dilepton":
+            rep.pair_columns(new.schema_)
         return new
 
     def _apply(self, x: np.ndarray) -> np.ndarray:
@@ -277,12 +339,30 @@ class Preprocessor:
         f = x.astype(np.float64)
         if self.frame == "canonical":
             rep.to_frame(f, rep.event_frames(f, self.schema_), self.schema_)
-        if self.representation == "mass":
+        if rep.has_masses(self.representation):
             rep.to_masses(f, self.schema_)
+        if self.representation == "dilepton":
+            rep.to_pair(f, self.schema_)
+        if self.method == "quantile":
+            for o in self.schema_.objects():
+                absent = x[:, o.pt] <= 0
+                for c in (o.e, o.eta, o.phi):
+                    if c >= 0:
+                        f[absent, c] = ABSENT
         return f
 
     def _forward(self, f: np.ndarray) -> np.ndarray:
         """The per-column transform of float64 features, in place."""
+        if self.method == "quantile":
+            from scipy.special import ndtri
+
+            levels = np.linspace(0.0, 1.0, len(self.quantiles_))
+            for j in range(f.shape[1]):
+                q = self.quantiles_[:, j]
+                # ties: the middle of the interval of levels whose quantile equals the value
+                u = 0.5 * (np.interp(f[:, j], q, levels) - np.interp(-f[:, j], -q[::-1], -levels[::-1]))
+                f[:, j] = ndtri(_U_BOUND + (1.0 - 2.0 * _U_BOUND) * u)
+            return f
         if self.log_mask_.any():
             f[:, self.log_mask_] = np.log1p(f[:, self.log_mask_] / self.log_scale_[self.log_mask_])
         return f
@@ -301,7 +381,7 @@ class Preprocessor:
 def _log_mask(schema: Schema, method: str, representation: str) -> np.ndarray:
     """The columns ``method`` log-scales in ``representation``: energy-like ones, not mass codes."""
     mask = np.isin(np.array(schema.kinds), LOG_KINDS) & (method == "physics")
-    if representation == "mass":
+    if rep.has_masses(representation):
         mask[rep.coded_columns(schema)] = False
     return mask
 

@@ -19,6 +19,17 @@ Representation (``representation``)
     ``sqrt(m_j² + (pT cosh η)²)`` is nearest to its E (the cut between two levels lies at the
     mean of their squared masses), because the mass computed from float32 columns is rounding
     noise at the electron's scale. Absent objects stay exactly 0.
+    ``"dilepton"``: the mass representation, and in every event with two leptons (the family
+    that declares its masses, and whose count column says 2 or more) the leading two are a
+    decaying pair: their ``pt``, ``eta`` and ``phi`` slots hold the pair's mass, pT, rapidity and
+    azimuth, and the first lepton's direction (cos θ*, φ*) in the pair's rest frame (axes of
+    the frame the event is in), laid out as :func:`to_pair` says; the mass codes stay. A narrow
+    resonance is then one column, and an event without radiation (a Z at rest in e+e-, both
+    leptons at the beam energy) one point of it, which a per-column quantile transform
+    (:mod:`eventgen.preprocess`) keeps exact; in the lepton columns the decoder's errors are
+    no longer independent across the two leptons. On ``zll`` this moved the decoder ceiling
+    AUC from 0.96 to 0.67 (README). :func:`from_pair` rebuilds both leptons exactly (up to
+    which of two leptons of equal pT comes first; the clean-up sorts them).
 
 Frame (``frame``)
     ``"lab"``: as measured. ``"canonical"``: each event is turned about the beam so that its
@@ -42,13 +53,18 @@ import numpy as np
 
 from eventgen.schema import PhysicsObject, Schema
 
-Representation = Literal["energy", "mass"]
+Representation = Literal["energy", "mass", "dilepton"]
 REPRESENTATIONS: tuple[str, ...] = get_args(Representation)
 Frame = Literal["lab", "canonical"]
 FRAMES: tuple[str, ...] = get_args(Frame)
 #: ``SeedSequence([seed, SYMMETRY_STREAM, block])`` draws the frames of a block of generated
 #: events; the density buffer's streams are 0 (events and noise) and 1 (stratified shuffles).
 SYMMETRY_STREAM = 2
+
+
+def has_masses(representation: str) -> bool:
+    """Whether the E columns of ``representation`` hold masses or mass codes."""
+    return representation in ("mass", "dilepton")
 
 
 def mass_objects(schema: Schema) -> list[PhysicsObject]:
@@ -101,6 +117,112 @@ def from_masses(x: np.ndarray, schema: Schema) -> None:
         else:
             m = np.asarray(levels)[nearest_level(x[:, o.e], len(levels))]
         x[:, o.e] = np.where(pt > 0, np.sqrt(m**2 + (pt * np.cosh(x[:, o.eta])) ** 2), 0.0)
+
+
+def pair_columns(schema: Schema) -> tuple[PhysicsObject, PhysicsObject, int]:
+    """The two leading leptons of the dilepton representation and their family's count column.
+
+    The leptons are the family that declares its discrete masses; raises ConfigError when the
+    schema has no such family with two objects and a count column."""
+    from eventgen.errors import ConfigError
+
+    for family, (objects, count) in schema.families().items():
+        if family in schema.family_masses and len(objects) >= 2 and count >= 0:
+            if all(min(o.e, o.pt, o.eta, o.phi) >= 0 for o in objects[:2]):
+                return objects[0], objects[1], count
+    raise ConfigError(
+        f"the dilepton representation needs two leptons with (e, pt, eta, phi) columns, their count column and "
+        f"their declared masses; schema {schema.name!r} has none: use representation 'mass'"
+    )
+
+
+def _four_vectors(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``(n, 4)`` float64 ``(E, px, py, pz)``."""
+    return np.stack(
+        [np.sqrt(m**2 + (pt * np.cosh(eta)) ** 2), pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)],
+        axis=1,
+    )
+
+
+def _boost(p: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """Four-vectors ``p`` ``(n, 4)`` boosted by velocities ``beta`` ``(n, 3)`` (|beta| < 1)."""
+    b2 = np.maximum(np.einsum("ij,ij->i", beta, beta), 1e-300)
+    gamma = 1.0 / np.sqrt(np.maximum(1.0 - b2, 1e-300))
+    bp = np.einsum("ij,ij->i", beta, p[:, 1:])
+    k = (gamma - 1.0) * bp / b2 + gamma * p[:, 0]
+    return np.concatenate([(gamma * (p[:, 0] + bp))[:, None], p[:, 1:] + k[:, None] * beta], axis=1)
+
+
+def _lepton_masses(codes: np.ndarray, schema: Schema, family: str) -> np.ndarray:
+    levels = schema.family_masses[family]
+    return np.asarray(levels)[nearest_level(codes, len(levels))]
+
+
+def to_pair(x: np.ndarray, schema: Schema) -> None:
+    """Mass-representation float64 events ``x`` -> the dilepton representation, in place.
+
+    In events with both leptons present: l1's ``pt``, ``eta``, ``phi`` hold the pair's mass, its
+    rapidity and its azimuth; l2's ``pt`` the pair's pT, ``eta`` cos θ* and ``phi`` φ* of l1 in
+    the pair's rest frame. Other events are left as they are.
+    """
+    l1, l2, _count = pair_columns(schema)
+    both = (x[:, l1.pt] > 0) & (x[:, l2.pt] > 0)
+    if not both.any():
+        return
+    r = x[both]
+    p1, p2 = (
+        _four_vectors(r[:, o.pt], r[:, o.eta], r[:, o.phi], _lepton_masses(r[:, o.e], schema, o.family))
+        for o in (l1, l2)
+    )
+    pair = p1 + p2
+    r[:, l1.pt] = np.sqrt(np.maximum(pair[:, 0] ** 2 - np.einsum("ij,ij->i", pair[:, 1:], pair[:, 1:]), 0.0))
+    r[:, l2.pt] = np.hypot(pair[:, 1], pair[:, 2])
+    r[:, l1.eta] = 0.5 * np.log(
+        np.maximum(pair[:, 0] + pair[:, 3], 1e-300) / np.maximum(pair[:, 0] - pair[:, 3], 1e-300)
+    )
+    r[:, l1.phi] = np.arctan2(pair[:, 2], pair[:, 1])
+    rest = _boost(p1, -pair[:, 1:] / pair[:, :1])
+    size = np.maximum(np.linalg.norm(rest[:, 1:], axis=1), 1e-300)
+    r[:, l2.eta] = np.clip(rest[:, 3] / size, -1.0, 1.0)
+    r[:, l2.phi] = np.arctan2(rest[:, 2], rest[:, 1])
+    x[both] = r
+
+
+def from_pair(x: np.ndarray, schema: Schema) -> None:
+    """Undo :func:`to_pair` on rows ``x`` (computed in float64) (the events whose rounded count is 2 or more), in place.
+
+    Each lepton gets the declared mass its code is nearest to; a pair mass below the two lepton
+    masses is raised to them. The leptons come out in the pair's order (l1 the one whose
+    direction was stored), not necessarily by pT.
+    """
+    l1, l2, count = pair_columns(schema)
+    both = np.rint(x[:, count]) >= 2
+    if not both.any():
+        return
+    r = x[both].astype(np.float64)
+    m1, m2 = (_lepton_masses(r[:, o.e], schema, o.family) for o in (l1, l2))
+    m = np.maximum(r[:, l1.pt], (m1 + m2) * (1.0 + 1e-9) + 1e-12)
+    pt, y, phi = np.maximum(r[:, l2.pt], 0.0), r[:, l1.eta], r[:, l1.phi]
+    cos_theta, phi_star = np.clip(r[:, l2.eta], -1.0, 1.0), r[:, l2.phi]
+    mt = np.sqrt(m**2 + pt**2)
+    pair = np.stack([mt * np.cosh(y), pt * np.cos(phi), pt * np.sin(phi), mt * np.sinh(y)], axis=1)
+    p_star = np.sqrt(np.maximum((m**2 - (m1 + m2) ** 2) * (m**2 - (m1 - m2) ** 2), 0.0)) / (2.0 * m)
+    sin_theta = np.sqrt(1.0 - cos_theta**2)
+    rest = np.stack(
+        [
+            (m**2 + m1**2 - m2**2) / (2.0 * m),
+            p_star * sin_theta * np.cos(phi_star),
+            p_star * sin_theta * np.sin(phi_star),
+            p_star * cos_theta,
+        ],
+        axis=1,
+    )
+    p1 = _boost(rest, pair[:, 1:] / pair[:, :1])
+    for o, p in ((l1, p1), (l2, pair - p1)):
+        r[:, o.pt] = np.hypot(p[:, 1], p[:, 2])
+        r[:, o.eta] = np.arcsinh(p[:, 3] / np.maximum(r[:, o.pt], 1e-300))
+        r[:, o.phi] = np.arctan2(p[:, 2], p[:, 1])
+    x[both] = r
 
 
 def wrap(phi: np.ndarray) -> np.ndarray:

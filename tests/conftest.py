@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -82,3 +83,27 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def _lepton_flavours(events: np.ndarray, schema: Any, obj: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which rows' lepton ``obj`` has an electron's and a muon's energy, and where the two differ.
+
+    The clean-up rebuilds E from pT and η each moved by up to half a float32 step (and rounds E
+    to float32), so E matches a flavour within that spread rather than bit for bit.
+    """
+    from eventgen.schema import LEPTON_MASSES
+
+    e32, pt32, eta32 = (events[:, schema.index(f"{obj}_{q}")] for q in ("e", "pt", "eta"))
+    e, pt, eta = (v.astype(np.float64) for v in (e32, pt32, eta32))
+    p = pt * np.cosh(eta)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        steps = [np.abs(np.spacing(v)).astype(np.float64) for v in (e32, pt32, eta32)]
+        spread = 0.5 * p * (steps[1] / pt + np.abs(np.tanh(eta)) * steps[2]) + steps[0]
+    as_e, as_mu = (np.sqrt(m**2 + p**2) for m in LEPTON_MASSES)
+    return np.abs(e - as_e) <= spread, np.abs(e - as_mu) <= spread, np.abs(as_mu - as_e) > 2 * spread
+
+
+@pytest.fixture
+def lepton_flavours() -> Any:
+    """:func:`_lepton_flavours`: ``(electron, muon, resolved)`` masks of a lepton's rows."""
+    return _lepton_flavours

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from eventgen.cleanup import PhysicsCleanup, wrap_phi
-from eventgen.errors import InputError
+from eventgen.errors import BundleError, InputError
 from eventgen.metrics import physicality
 from eventgen.schema import get_schema
 
@@ -96,3 +96,54 @@ def test_apply_rejects_wrong_width(rng: np.random.Generator) -> None:
     cleanup = PhysicsCleanup().fit(_physical_events(rng, 200), TTBAR)
     with pytest.raises(InputError, match=r"events have shape \(3, 5\), schema 'ttbar' has 28 columns"):
         cleanup.apply(np.zeros((3, 5), np.float32))
+
+
+def test_energies_stop_at_the_largest_of_training(rng: np.random.Generator) -> None:
+    """An object above its family's largest training energy is brought down to it at fixed η
+    (and mass): in e+e- that energy is the beam's. Older states have no limit."""
+    x = _physical_events(rng, 2000)
+    cleanup = PhysicsCleanup().fit(x, TTBAR)
+    l1 = {q: TTBAR.index(f"l1_{q}") for q in ("e", "pt", "eta")}
+    e_max = cleanup.e_max_["l"]
+    assert e_max == x[:, [l1["e"], TTBAR.index("l2_e")]].max()
+    rows = np.zeros((2, len(TTBAR)), np.float32)
+    rows[:, l1["pt"]], rows[:, l1["eta"]] = [e_max / np.cosh(0.5) * 1.01, 20.0], 0.5
+    rows[:, l1["e"]] = [1.0, 1.0]  # muon codes
+    out = cleanup.apply(rows.copy(), representation="mass")
+    assert out[0, l1["e"]] == np.float32(e_max) and out[0, l1["eta"]] == np.float32(0.5)
+    momentum = np.float64(out[0, l1["pt"]]) * np.cosh(np.float64(out[0, l1["eta"]]))
+    np.testing.assert_allclose(momentum, np.sqrt(e_max**2 - 0.105658**2), rtol=1e-6)  # a muon still
+    assert out[1, l1["e"]] < e_max  # below the limit: untouched
+    energy = rows.copy()
+    energy[0, l1["e"]] = 1.5 * e_max
+    out = cleanup.apply(energy.copy(), representation="energy")
+    assert out[0, l1["e"]] == np.float32(e_max)
+    np.testing.assert_allclose(out[0, l1["pt"]], rows[0, l1["pt"]] / 1.5, rtol=1e-6)  # E/pT kept
+    state = {k: v for k, v in cleanup.get_state().items() if k != "e_max"}
+    older = PhysicsCleanup.from_state(state, TTBAR)
+    assert older.apply(energy.copy(), representation="energy")[0, l1["e"]] == np.float32(1.5 * e_max)
+    with pytest.raises(BundleError, match="array 'e_max' has values down to -1"):
+        PhysicsCleanup.from_state({**cleanup.get_state(), "e_max": np.array([-1.0, 5.0])}, TTBAR)
+
+
+def test_rebuilt_energies_carry_float32_rounding_noise(rng: np.random.Generator) -> None:
+    """E is rebuilt from pT and η each moved within half a float32 step, deterministically."""
+    n = 20_000
+    rows = np.zeros((n, len(TTBAR)), np.float32)
+    pt, eta = TTBAR.index("l1_pt"), TTBAR.index("l1_eta")
+    rows[:, pt], rows[:, eta], rows[:, TTBAR.index("l1_e")] = (
+        rng.uniform(20, 45, n),
+        rng.uniform(-2, 2, n),
+        -1.0,
+    )
+    cleanup = PhysicsCleanup().fit(_physical_events(rng, 500), TTBAR)
+    a, b = (
+        cleanup.apply(rows.copy(), representation="mass"),
+        cleanup.apply(rows.copy(), representation="mass"),
+    )
+    np.testing.assert_array_equal(a, b)
+    exact = np.sqrt(
+        0.000511**2 + (rows[:, pt].astype(np.float64) * np.cosh(rows[:, eta].astype(np.float64))) ** 2
+    )
+    off = (a[:, TTBAR.index("l1_e")] - exact.astype(np.float32)) / np.spacing(exact.astype(np.float32))
+    assert np.abs(off).max() <= 4 and 0.2 < np.mean(off != 0) < 0.9  # a spread of float32 steps, not none

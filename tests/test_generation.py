@@ -13,6 +13,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -62,10 +63,8 @@ def test_writes_physical_events_with_metadata(bundle: Bundle, tmp_path: Path, su
     assert physicality(table.data, bundle.schema, bundle.cleanup.pt_min_)["all"] == 1.0
 
 
-def test_generated_objects_have_physical_masses(bundle: Bundle, tmp_path: Path) -> None:
-    """The default representation: every mass >= 0 and finite, leptons exactly electrons or muons."""
-    from eventgen.schema import LEPTON_MASSES
-
+def test_generated_objects_have_physical_masses(bundle: Bundle, tmp_path: Path, lepton_flavours: Any) -> None:
+    """The default representation: every mass >= 0 and finite, leptons electrons or muons."""
     assert (bundle.preprocessor.representation, bundle.preprocessor.frame) == ("mass", "canonical")
     generate(bundle, 20_000, tmp_path / "g.parquet", seed=2, device="cpu")
     events, schema = read_events(tmp_path / "g.parquet").data, bundle.schema
@@ -76,13 +75,44 @@ def test_generated_objects_have_physical_masses(bundle: Bundle, tmp_path: Path) 
         present = pt > 0
         assert np.all(np.isfinite(m2)) and np.all(m2[present] >= -1e-6 * e[present] ** 2)
         if o.family == "l":
-            as_e, as_mu = (np.sqrt(m**2 + (pt * np.cosh(eta)) ** 2).astype(np.float32) for m in LEPTON_MASSES)
-            flavour = (events[:, o.e] == as_e) | (events[:, o.e] == as_mu)
-            assert present.sum() > 1000 and np.all(flavour[present])
+            electron, muon, _ = lepton_flavours(events, schema, o.name)
+            assert present.sum() > 1000 and np.all((electron | muon)[present])
     # the symmetries are put back: the leading jet's azimuth is uniform, its eta symmetric
     phi, eta = events[:, schema.index("j1_phi")], events[:, schema.index("j1_eta")]
     assert np.histogram(phi, bins=8, range=(-np.pi, np.pi))[0].min() > 0.8 * len(events) / 8
     assert abs(np.mean(eta > 0) - 0.5) < 0.02
+
+
+def test_dilepton_quantile_bundle_generates_physical_pairs(
+    zll_path: Path, tmp_path: Path, lepton_flavours: Any
+) -> None:
+    """A bundle in the dilepton representation with the quantile transform, saved and loaded:
+    physical events, exact lepton flavours, the same events for any batch size."""
+    from eventgen.observables import derived_observables
+
+    table = read_events(zll_path)
+    fitted = fit(
+        table,
+        preprocess="quantile",
+        representation="dilepton",
+        model_settings=ModelSettings(latent_dim=6, hidden=32, depth=2),
+        train_settings=TrainSettings(epochs=8, batch_size=128, device="cpu", threads=1),
+        seed=3,
+    )
+    fitted.save(tmp_path / "b")
+    bundle = Bundle.load(tmp_path / "b")
+    assert bundle.preprocessor.quantiles_.shape == (1000, 9)
+    for name, batch_size in (("a.parquet", 1000), ("b.parquet", 8192)):
+        generate(bundle, 9000, tmp_path / name, seed=2, device="cpu", batch_size=batch_size)
+    events, schema = read_events(tmp_path / "a.parquet").data, bundle.schema
+    np.testing.assert_array_equal(events, read_events(tmp_path / "b.parquet").data)
+    assert physicality(events, schema, bundle.cleanup.pt_min_)["all"] == 1.0
+    for o in schema.objects():
+        present = events[:, o.pt] > 0
+        electron, muon, _ = lepton_flavours(events, schema, o.name)
+        assert present.sum() > 1000 and np.all((electron | muon)[present])
+    m_ll = derived_observables(events, schema)["m_ll"]
+    assert len(m_ll) > 3000 and np.all((m_ll > 0) & (m_ll <= 1.01 * table.data[:, 0].max() * 2))
 
 
 def test_same_events_for_any_batch_size_and_thread_count(bundle: Bundle, tmp_path: Path) -> None:

@@ -168,7 +168,8 @@ def test_negative_energy_is_refused(rng: np.random.Generator) -> None:
 
 def test_unknown_method_and_empty_input(rng: np.random.Generator) -> None:
     with pytest.raises(
-        ConfigError, match=r"unknown preprocessing method 'log'; choose one of \['physics', 'maxabs'\]"
+        ConfigError,
+        match=r"unknown preprocessing method 'log'; choose one of \['physics', 'maxabs', 'quantile'\]",
     ):
         Preprocessor("log").fit(fake_ttbar(rng), TTBAR)  # type: ignore[arg-type]
     with pytest.raises(InputError, match="0 events"):
@@ -202,3 +203,37 @@ def test_state_must_fit_the_schema(rng: np.random.Generator) -> None:
         Preprocessor.from_state(nan_mean, TTBAR)
     with pytest.raises(BundleError, match=r"array 'std' has values down to -1, expected > 0"):
         Preprocessor.from_state({**state, "std": -np.ones(28)}, TTBAR)
+
+
+def test_quantile_keeps_a_shared_value_exact(rng: np.random.Generator) -> None:
+    """Events at exactly one value (a Z without radiation) come back at exactly that value from
+    anywhere in their interval of the normal; others stay continuous."""
+    n = 5000
+    peak = np.float32(91.1876)
+    x = all_kinds(rng, n)
+    at_peak = rng.random(n) < 0.4
+    x[:, 5] = np.where(at_peak, peak, peak - rng.exponential(5.0, n).astype(np.float32))
+    p = Preprocessor("quantile").fit(x, ALL_KINDS)
+    y = p.transform(x)
+    lo, hi = y[at_peak, 5].min(), y[at_peak, 5].max()
+    assert lo == hi  # one value ...
+    inside = np.full((101, 6), y[0])
+    inside[:, 5] = lo + np.linspace(-0.3, 1.0, 101)  # ... standing for an interval of the normal
+    assert np.all(p.inverse_transform(inside)[:, 5] == peak)
+    below = p.inverse_transform(y[~at_peak])[:, 5]
+    np.testing.assert_allclose(below, x[~at_peak, 5], rtol=1e-5)
+
+
+def test_quantile_state_is_checked(rng: np.random.Generator) -> None:
+    x = fake_ttbar(rng)
+    state = Preprocessor("quantile").fit(x, TTBAR).get_state()
+    assert state["quantiles"].shape == (1000, 28)  # type: ignore[union-attr]
+    again = Preprocessor.from_state(state, TTBAR)
+    np.testing.assert_array_equal(again.transform(x), Preprocessor.from_state(state).transform(x))
+    falling = state["quantiles"][::-1].copy()  # type: ignore[index]
+    with pytest.raises(BundleError, match="'quantiles' must hold at least 2 non-decreasing quantiles"):
+        Preprocessor.from_state({**state, "quantiles": falling}, TTBAR)
+    with pytest.raises(BundleError, match=r"lacks \['quantiles'\]"):
+        Preprocessor.from_state({k: v for k, v in state.items() if k != "quantiles"}, TTBAR)
+    with pytest.raises(BundleError, match=r"lacks \['schema'\]"):
+        Preprocessor.from_state({k: v for k, v in state.items() if k != "schema"})
