@@ -329,16 +329,14 @@ def _clean_rows(
                                 level = np.rint((mass_k + 1.0) * (n_levels - 1) / 2.0)
                                 mass_k = fam_levels[f, int(min(max(level, 0.0), n_levels - 1.0))]
                             block[k, 0] = np.sqrt(mass_k * mass_k + p * p)
-                    if np.float32(block[k, 0]) > np.float32(
-                        fam_e_max[f]
-                    ):  # down to the training maximum, at fixed eta
                         e = fam_e_max[f]
-                        if mass:
-                            pt = np.sqrt(max(e * e - mass_k * mass_k, 0.0)) / np.cosh(block[k, 2])
-                        else:
-                            pt = block[k, 1] * e / block[k, 0]
-                        if pt >= fam_pt_min[f]:
-                            block[k, 0], block[k, 1] = e, pt
+                        if np.float32(block[k, 0]) > np.float32(e):  # down to the training maximum, fixed eta
+                            if mass:
+                                pt = np.sqrt(max(e * e - mass_k * mass_k, 0.0)) / np.cosh(block[k, 2])
+                            else:
+                                pt = block[k, 1] * e / block[k, 0]
+                            if pt >= fam_pt_min[f]:
+                                block[k, 0], block[k, 1] = e, pt
                 else:
                     block[k, :] = 0.0
             for k in range(1, n_slots):  # stable insertion sort by pT, leading first

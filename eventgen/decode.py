@@ -4,8 +4,9 @@
 (``addmm`` into a scratch tensor, in-place activation, in-place residual add) and applies
 the inverse preprocessing (``y * std + mean``, then ``scale * expm1`` for log columns) in
 torch on the same cache-hot chunk; the quantile transform's and the dilepton pair's inverses
-follow in NumPy (:meth:`~eventgen.preprocess.Preprocessor.finish_features`). On 2 CPU cores this is ~1.5x faster than calling
-``model.decode`` and then ``Preprocessor.inverse_transform`` in NumPy.
+follow in NumPy (:meth:`~eventgen.preprocess.Preprocessor.finish_features`). On 2 CPU cores
+this is ~1.5x faster than calling ``model.decode`` and then ``Preprocessor.inverse_transform``
+in NumPy.
 
 Rows are decoded in fixed chunks of :data:`CHUNK`; callers that need results independent
 of their batch size (generation does) pass arrays aligned to whole chunks.
