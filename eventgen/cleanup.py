@@ -23,7 +23,9 @@ the largest count) and applies, in order, row by row in one compiled pass:
    noise of E − pT cosh η differs from the simulation's, and a classifier on the leptons'
    implied masses (noise at their scale) separates the two with AUC 0.64 (zll). An object
    more energetic than every one of its family in training is brought down to that energy
-   (its pT lowered at fixed η and mass, unless that would take it below the threshold): in
+   (its pT lowered at fixed η and mass; where that would take it below the threshold, pT
+   stays at the threshold and |η| is lowered instead; in the energy representation pT is
+   scaled with E): in
    e+e- collisions that energy is the beam's, a kinematic limit that most events without
    radiation sit on exactly, and which a decoded lepton would otherwise overshoot by a few MeV
    (AUC 0.58 on the leading lepton's energy alone, zll);
@@ -330,13 +332,18 @@ def _clean_rows(
                                 mass_k = fam_levels[f, int(min(max(level, 0.0), n_levels - 1.0))]
                             block[k, 0] = np.sqrt(mass_k * mass_k + p * p)
                         e = fam_e_max[f]
-                        if np.float32(block[k, 0]) > np.float32(e):  # down to the training maximum, fixed eta
-                            if mass:
-                                pt = np.sqrt(max(e * e - mass_k * mass_k, 0.0)) / np.cosh(block[k, 2])
-                            else:
+                        if np.float32(block[k, 0]) > np.float32(e):  # down to the training maximum
+                            if mass:  # at fixed eta and mass
+                                momentum = np.sqrt(max(e * e - mass_k * mass_k, 0.0))
+                                pt = momentum / np.cosh(block[k, 2])
+                            else:  # at fixed eta and E / pT
+                                momentum = e
                                 pt = block[k, 1] * e / block[k, 0]
-                            if pt >= fam_pt_min[f]:
-                                block[k, 0], block[k, 1] = e, pt
+                            if pt < fam_pt_min[f]:  # or at the threshold, eta towards 0
+                                pt = fam_pt_min[f]
+                                eta = np.arccosh(max(momentum / pt, 1.0))
+                                block[k, 2] = eta if block[k, 2] >= 0 else -eta
+                            block[k, 0], block[k, 1] = e, pt
                 else:
                     block[k, :] = 0.0
             for k in range(1, n_slots):  # stable insertion sort by pT, leading first

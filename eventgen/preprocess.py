@@ -65,7 +65,7 @@ from eventgen.errors import ConfigError, InputError
 from eventgen.io import check_finite
 from eventgen.representation import FRAMES, REPRESENTATIONS, Frame, Representation
 from eventgen.schema import Schema
-from eventgen.validate import SavedState
+from eventgen.validate import FLOAT32_MAX, SavedState
 
 PreprocessMethod = Literal["physics", "maxabs", "quantile"]
 PREPROCESS_METHODS: tuple[str, ...] = get_args(PreprocessMethod)
@@ -223,7 +223,7 @@ class Preprocessor:
             with np.errstate(over="ignore"):
                 f[:, self.log_mask_] = np.expm1(f[:, self.log_mask_]) * self.log_scale_[self.log_mask_]
         self.finish_features(f)
-        return f.astype(np.float32)
+        return np.clip(f, -FLOAT32_MAX, FLOAT32_MAX).astype(np.float32)  # an overflowing decoder output
 
     def finish_features(self, f: np.ndarray) -> None:
         """The inverse's steps after the per-column affine map and ``expm1``, in place on rows ``f``

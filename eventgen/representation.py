@@ -120,6 +120,10 @@ def from_masses(x: np.ndarray, schema: Schema) -> None:
         x[:, o.e] = np.where(pt > 0, np.sqrt(m**2 + (pt * np.cosh(x[:, o.eta])) ** 2), 0.0)
 
 
+#: The largest pair mass and pT :func:`from_pair` builds leptons from (in the schema's unit).
+PAIR_LIMIT = 1e15
+
+
 def pair_columns(schema: Schema) -> tuple[PhysicsObject, PhysicsObject, int]:
     """The two leading leptons of the dilepton representation and their family's count column.
 
@@ -145,13 +149,16 @@ def _four_vectors(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, m: np.ndarra
     )
 
 
-def _boost(p: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    """Four-vectors ``p`` ``(n, 4)`` boosted by velocities ``beta`` ``(n, 3)`` (|beta| < 1)."""
-    b2 = np.maximum(np.einsum("ij,ij->i", beta, beta), 1e-300)
-    gamma = 1.0 / np.sqrt(np.maximum(1.0 - b2, 1e-300))
-    bp = np.einsum("ij,ij->i", beta, p[:, 1:])
-    k = (gamma - 1.0) * bp / b2 + gamma * p[:, 0]
-    return np.concatenate([(gamma * (p[:, 0] + bp))[:, None], p[:, 1:] + k[:, None] * beta], axis=1)
+def _boost(p: np.ndarray, system: np.ndarray, mass: np.ndarray) -> np.ndarray:
+    """Four-vectors ``p`` ``(n, 4)`` given in the rest frame of a system of four-momentum ``system``
+    ``(n, 4)`` and ``mass`` ``(n,)`` > 0, in the frame where it has that four-momentum (with its
+    momentum negated: the other way). γ and γβ come from ``system / mass``, never from 1 − β²,
+    which rounds to 0 for light, fast systems."""
+    gamma = system[:, 0] / mass
+    gamma_beta = system[:, 1:] / mass[:, None]
+    along = np.einsum("ij,ij->i", gamma_beta, p[:, 1:])
+    k = along / (gamma + 1.0) + p[:, 0]
+    return np.concatenate([(gamma * p[:, 0] + along)[:, None], p[:, 1:] + k[:, None] * gamma_beta], axis=1)
 
 
 def _lepton_masses(codes: np.ndarray, schema: Schema, family: str) -> np.ndarray:
@@ -176,13 +183,14 @@ def to_pair(x: np.ndarray, schema: Schema) -> None:
         for o in (l1, l2)
     )
     pair = p1 + p2
-    r[:, l1.pt] = np.sqrt(np.maximum(pair[:, 0] ** 2 - np.einsum("ij,ij->i", pair[:, 1:], pair[:, 1:]), 0.0))
+    mass = np.sqrt(np.maximum(pair[:, 0] ** 2 - np.einsum("ij,ij->i", pair[:, 1:], pair[:, 1:]), 1e-300))
+    r[:, l1.pt] = mass
     r[:, l2.pt] = np.hypot(pair[:, 1], pair[:, 2])
     r[:, l1.eta] = 0.5 * np.log(
         np.maximum(pair[:, 0] + pair[:, 3], 1e-300) / np.maximum(pair[:, 0] - pair[:, 3], 1e-300)
     )
     r[:, l1.phi] = np.arctan2(pair[:, 2], pair[:, 1])
-    rest = _boost(p1, -pair[:, 1:] / pair[:, :1])
+    rest = _boost(p1, pair * np.array([1.0, -1.0, -1.0, -1.0]), mass)
     size = np.maximum(np.linalg.norm(rest[:, 1:], axis=1), 1e-300)
     r[:, l2.eta] = np.clip(rest[:, 3] / size, -1.0, 1.0)
     r[:, l2.phi] = np.arctan2(rest[:, 2], rest[:, 1])
@@ -193,8 +201,9 @@ def from_pair(x: np.ndarray, schema: Schema) -> None:
     """Undo :func:`to_pair` in place on the rows of ``x`` whose rounded count is 2 or more (in float64).
 
     Each lepton gets the declared mass its code is nearest to; a pair mass below the two lepton
-    masses is raised to them. The leptons come out in the pair's order (l1 the one whose
-    direction was stored), not necessarily by pT.
+    masses is raised to them, and masses and momenta beyond :data:`PAIR_LIMIT` (|rapidity| beyond
+    20) are taken at it, so that a wild decoder output stays finite. The leptons come out in the
+    pair's order (l1 the one whose direction was stored), not necessarily by pT.
     """
     l1, l2, count = pair_columns(schema)
     both = np.rint(x[:, count]) >= 2
@@ -202,8 +211,8 @@ def from_pair(x: np.ndarray, schema: Schema) -> None:
         return
     r = x[both].astype(np.float64)
     m1, m2 = (_lepton_masses(r[:, o.e], schema, o.family) for o in (l1, l2))
-    m = np.maximum(r[:, l1.pt], (m1 + m2) * (1.0 + 1e-9) + 1e-12)
-    pt, y, phi = np.maximum(r[:, l2.pt], 0.0), r[:, l1.eta], r[:, l1.phi]
+    m = np.clip(r[:, l1.pt], (m1 + m2) * (1.0 + 1e-9) + 1e-12, PAIR_LIMIT)
+    pt, y, phi = np.clip(r[:, l2.pt], 0.0, PAIR_LIMIT), np.clip(r[:, l1.eta], -20.0, 20.0), r[:, l1.phi]
     cos_theta, phi_star = np.clip(r[:, l2.eta], -1.0, 1.0), r[:, l2.phi]
     mt = np.sqrt(m**2 + pt**2)
     pair = np.stack([mt * np.cosh(y), pt * np.cos(phi), pt * np.sin(phi), mt * np.sinh(y)], axis=1)
@@ -218,10 +227,10 @@ def from_pair(x: np.ndarray, schema: Schema) -> None:
         ],
         axis=1,
     )
-    p1 = _boost(rest, pair[:, 1:] / pair[:, :1])
+    p1 = _boost(rest, pair, m)
     for o, p in ((l1, p1), (l2, pair - p1)):
         r[:, o.pt] = np.hypot(p[:, 1], p[:, 2])
-        r[:, o.eta] = np.arcsinh(p[:, 3] / np.maximum(r[:, o.pt], 1e-300))
+        r[:, o.eta] = np.arcsinh(p[:, 3] / np.maximum(r[:, o.pt], 1e-30 * np.abs(p[:, 3]) + 1e-300))
         r[:, o.phi] = np.arctan2(p[:, 2], p[:, 1])
     x[both] = r
 

@@ -114,6 +114,16 @@ def test_energies_stop_at_the_largest_of_training(rng: np.random.Generator) -> N
     momentum = np.float64(out[0, l1["pt"]]) * np.cosh(np.float64(out[0, l1["eta"]]))
     np.testing.assert_allclose(momentum, np.sqrt(e_max**2 - 0.105658**2), rtol=1e-6)  # a muon still
     assert out[1, l1["e"]] < e_max  # below the limit: untouched
+    state = cleanup.get_state()
+    low = PhysicsCleanup.from_state({**state, "e_max": np.array([state["e_max"][0], 50.0])}, TTBAR)
+    wild = rows.copy()
+    wild[:, l1["pt"]], wild[:, l1["eta"]] = 3e38, [2.4, -2.4]  # 50 GeV at pT >= 10 needs |eta| < 2.3
+    out = low.apply(wild, representation="mass")
+    assert np.all(out[:, l1["e"]] == np.float32(50.0)) and np.all(
+        out[:, l1["pt"]] == np.float32(low.pt_min_["l"])
+    )
+    assert np.all(np.abs(out[:, l1["eta"]]) < 2.4) and out[0, l1["eta"]] > 0 > out[1, l1["eta"]]
+    assert physicality(out, TTBAR, low.pt_min_)["all"] == 1.0
     energy = rows.copy()
     energy[0, l1["e"]] = 1.5 * e_max
     out = cleanup.apply(energy.copy(), representation="energy")

@@ -278,3 +278,15 @@ def test_dilepton_needs_leptons_with_masses_and_a_count() -> None:
         ConfigError, match="dilepton representation needs two leptons.*use representation 'mass'"
     ):
         Preprocessor("physics", "dilepton", "lab").fit(x, schema)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("method", ["quantile", "physics"])
+def test_dilepton_inverse_of_wild_decoder_output_is_finite_and_quiet(method: str) -> None:
+    """Decoded rows far outside the training range (a Gaussian tail, an untrained model) become
+    physical events without overflow warnings (the test run turns warnings into errors)."""
+    table = read_events(Path(__file__).parent / "data" / "zll_small.parquet")
+    pre = Preprocessor(method, "dilepton", "canonical").fit(table.data, table.schema)  # type: ignore[arg-type]
+    wild = np.random.default_rng(3).normal(0.0, 30.0, (4000, len(table.schema))).astype(np.float32)
+    rows = np.ascontiguousarray(pre.inverse_features(wild))
+    events = PhysicsCleanup().fit(table.data, table.schema).apply(rows, representation="dilepton")
+    assert np.isfinite(events).all() and physicality(events, table.schema)["all"] == 1.0
