@@ -234,11 +234,14 @@ class PhysicsCleanup:
         return self
 
 
+#: The spacing of float32 numbers at each of the 256 values of a float32's exponent bits.
+_FLOAT32_SPACING = np.array([2.0 ** (max(e, 1) - 150) for e in range(256)])
+
+
 @njit(cache=True, nogil=True)
 def _float32_spacing(bits: np.uint32) -> float:  # pragma: no cover - compiled
     """The spacing of float32 numbers at the finite float32 whose bits are ``bits``."""
-    exponent = (bits >> np.uint32(23)) & np.uint32(0xFF)
-    return 2.0 ** (max(int(exponent), 1) - 150)
+    return _FLOAT32_SPACING[(bits >> np.uint32(23)) & np.uint32(0xFF)]
 
 
 @njit(cache=True, nogil=True)
@@ -316,9 +319,8 @@ def _clean_rows(
                 if block[k, 1] >= fam_pt_min[f]:
                     n_present += 1
                     if fam_cols[f, k, 0] >= 0 and fam_cols[f, k, 2] >= 0:
-                        p = block[k, 1] * np.cosh(block[k, 2])
                         if not mass:
-                            block[k, 0] = max(block[k, 0], p)
+                            block[k, 0] = max(block[k, 0], block[k, 1] * np.cosh(block[k, 2]))
                         else:
                             b_pt, b_eta = bits[i, fam_cols[f, k, 1]], bits[i, fam_cols[f, k, 2]]
                             d_pt, d_eta = _bit_hash(b_pt, b_eta)
