@@ -77,10 +77,8 @@ class PhysicsCleanup:
             pts = np.concatenate([events[:, o.pt] for o in objects])
             present = pts[pts > 0]
             self.pt_min_[family] = float(present.min()) if present.size else 0.0
-            energies = np.concatenate(
-                [events[:, o.e][events[:, o.pt] > 0] for o in objects if o.e >= 0] + [[]]
-            )
-            self.e_max_[family] = float(energies.max()) if energies.size else _NO_LIMIT
+            energies = [events[events[:, o.pt] > 0, o.e] for o in objects if o.e >= 0]
+            self.e_max_[family] = max((float(e.max()) for e in energies if e.size), default=_NO_LIMIT)
         self.eta_max_ = {
             i: float(np.abs(events[:, i]).max()) if len(events) else np.inf
             for i in schema.indices_of_kind("eta").tolist()
@@ -182,7 +180,7 @@ class PhysicsCleanup:
 
     def get_state(self) -> dict[str, np.ndarray]:
         fams = sorted(self.pt_min_)
-        state = {
+        return {
             "families": np.array(fams),
             "pt_min": np.array([self.pt_min_[f] for f in fams], dtype=np.float64),
             "eta_cols": np.array(list(self.eta_max_), dtype=np.int64),
@@ -191,7 +189,6 @@ class PhysicsCleanup:
             "count_max": np.array(list(self.count_max_.values()), dtype=np.float64),
             "e_max": np.array([self.e_max_[f] for f in fams], dtype=np.float64),
         }
-        return state
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], schema: Schema) -> PhysicsCleanup:

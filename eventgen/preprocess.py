@@ -242,11 +242,7 @@ class Preprocessor:
         if self.representation == "dilepton":
             rep.from_pair(f, self.schema_)
         if self.method == "quantile":  # absent objects back from ABSENT to 0
-            for o in self.schema_.objects():
-                absent = f[:, o.pt] <= 0
-                for c in (o.e, o.eta, o.phi):
-                    if c >= 0:
-                        f[absent, c] = 0.0
+            _fill_absent(f, f, self.schema_, 0.0)
 
     def _apply_zero(self) -> np.ndarray:
         """The float32 value ``(n_features,)`` each column maps 0 to."""
@@ -344,11 +340,7 @@ class Preprocessor:
         if self.representation == "dilepton":
             rep.to_pair(f, self.schema_)
         if self.method == "quantile":
-            for o in self.schema_.objects():
-                absent = x[:, o.pt] <= 0
-                for c in (o.e, o.eta, o.phi):
-                    if c >= 0:
-                        f[absent, c] = ABSENT
+            _fill_absent(f, x, self.schema_, ABSENT)
         return f
 
     def _forward(self, f: np.ndarray) -> np.ndarray:
@@ -376,6 +368,15 @@ class Preprocessor:
             f"Preprocessor(method={self.method!r}, representation={self.representation!r}, "
             f"frame={self.frame!r})"
         )
+
+
+def _fill_absent(f: np.ndarray, x: np.ndarray, schema: Schema, value: float) -> None:
+    """Set the columns other than pT of every object absent from ``x`` (pT <= 0) to ``value`` in ``f``."""
+    for o in schema.objects():
+        absent = x[:, o.pt] <= 0
+        for c in (o.e, o.eta, o.phi):
+            if c >= 0:
+                f[absent, c] = value
 
 
 def _log_mask(schema: Schema, method: str, representation: str) -> np.ndarray:

@@ -91,6 +91,11 @@ def nearest_level(code: np.ndarray, n_levels: int) -> np.ndarray:
     return np.clip(np.rint((code + 1.0) * (n_levels - 1) / 2.0), 0, n_levels - 1).astype(np.int64)
 
 
+def level_masses(codes: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
+    """The declared mass of ``levels`` each mass code is nearest to."""
+    return np.asarray(levels)[nearest_level(codes, len(levels))]
+
+
 def to_masses(x: np.ndarray, schema: Schema) -> None:
     """Replace the energies of float64 events ``x`` ``(n, n_columns)`` by masses or mass codes, in place."""
     masses = schema.family_masses
@@ -116,7 +121,7 @@ def from_masses(x: np.ndarray, schema: Schema) -> None:
         if levels is None:
             m = np.maximum(x[:, o.e], 0.0)
         else:
-            m = np.asarray(levels)[nearest_level(x[:, o.e], len(levels))]
+            m = level_masses(x[:, o.e], levels)
         x[:, o.e] = np.where(pt > 0, np.sqrt(m**2 + (pt * np.cosh(x[:, o.eta])) ** 2), 0.0)
 
 
@@ -161,11 +166,6 @@ def _boost(p: np.ndarray, system: np.ndarray, mass: np.ndarray) -> np.ndarray:
     return np.concatenate([(gamma * p[:, 0] + along)[:, None], p[:, 1:] + k[:, None] * gamma_beta], axis=1)
 
 
-def _lepton_masses(codes: np.ndarray, schema: Schema, family: str) -> np.ndarray:
-    levels = schema.family_masses[family]
-    return np.asarray(levels)[nearest_level(codes, len(levels))]
-
-
 def to_pair(x: np.ndarray, schema: Schema) -> None:
     """Mass-representation float64 events ``x`` -> the dilepton representation, in place.
 
@@ -178,9 +178,9 @@ def to_pair(x: np.ndarray, schema: Schema) -> None:
     if not both.any():
         return
     r = x[both]
+    levels = schema.family_masses[l1.family]
     p1, p2 = (
-        _four_vectors(r[:, o.pt], r[:, o.eta], r[:, o.phi], _lepton_masses(r[:, o.e], schema, o.family))
-        for o in (l1, l2)
+        _four_vectors(r[:, o.pt], r[:, o.eta], r[:, o.phi], level_masses(r[:, o.e], levels)) for o in (l1, l2)
     )
     pair = p1 + p2
     mass = np.sqrt(np.maximum(pair[:, 0] ** 2 - np.einsum("ij,ij->i", pair[:, 1:], pair[:, 1:]), 1e-300))
@@ -210,7 +210,7 @@ def from_pair(x: np.ndarray, schema: Schema) -> None:
     if not both.any():
         return
     r = x[both].astype(np.float64)
-    m1, m2 = (_lepton_masses(r[:, o.e], schema, o.family) for o in (l1, l2))
+    m1, m2 = (level_masses(r[:, o.e], schema.family_masses[l1.family]) for o in (l1, l2))
     m = np.clip(r[:, l1.pt], (m1 + m2) * (1.0 + 1e-9) + 1e-12, PAIR_LIMIT)
     pt, y, phi = np.clip(r[:, l2.pt], 0.0, PAIR_LIMIT), np.clip(r[:, l1.eta], -20.0, 20.0), r[:, l1.phi]
     cos_theta, phi_star = np.clip(r[:, l2.eta], -1.0, 1.0), r[:, l2.phi]
