@@ -6,6 +6,7 @@ learn the physics clean-up → bundle with provenance.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
 import math
@@ -150,6 +151,10 @@ def fit(
         options, model_settings, train_settings, buffer_settings
     )
     refine.check_selection(buffer_settings.sampling.selection)
+    if not refine.enabled:  # the stored sampling says what generation does: nothing to refine with
+        buffer_settings = dataclasses.replace(
+            buffer_settings, sampling=dataclasses.replace(buffer_settings.sampling, refine=False)
+        )
     if data_source is None and isinstance(data, str | os.PathLike):
         table = as_event_table(data, schema)
         path = os.fspath(data)

@@ -183,6 +183,21 @@ def test_a_weighted_default_selection_is_not_refined(ttbar_path: Path) -> None:
         fit(ttbar_path, epochs=1, selection="weighted", weight_column="met")
 
 
+def test_a_bundle_fitted_without_a_refiner_stores_unrefined_sampling(
+    ttbar_path: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from eventgen.bundle import describe_bundle
+    from eventgen.fitting import fit
+
+    fit(ttbar_path, epochs=1, refine=False).save(tmp_path / "bundle")
+    loaded = Bundle.load(tmp_path / "bundle")
+    assert loaded.refiner is None and loaded.buffer.settings.refine is False
+    text = describe_bundle(tmp_path / "bundle", json.loads((tmp_path / "bundle" / "bundle.json").read_text()))
+    assert "'refine': False" in text and "refiner     none" in text
+
+
 def test_each_stratum_keeps_the_same_fraction(refined: Bundle) -> None:
     """The caps of the strata (counts and lepton flavours) keep every multiplicity's share."""
     from eventgen.refine import strata
