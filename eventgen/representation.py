@@ -210,7 +210,8 @@ def from_pair(x: np.ndarray, schema: Schema) -> None:
     if not both.any():
         return
     r = x[both].astype(np.float64)
-    m1, m2 = (level_masses(r[:, o.e], schema.family_masses[l1.family]) for o in (l1, l2))
+    levels = schema.family_masses[l1.family]
+    m1, m2 = (level_masses(r[:, o.e], levels) for o in (l1, l2))
     m = np.clip(r[:, l1.pt], (m1 + m2) * (1.0 + 1e-9) + 1e-12, PAIR_LIMIT)
     pt, y, phi = np.clip(r[:, l2.pt], 0.0, PAIR_LIMIT), np.clip(r[:, l1.eta], -20.0, 20.0), r[:, l1.phi]
     cos_theta, phi_star = np.clip(r[:, l2.eta], -1.0, 1.0), r[:, l2.phi]
