@@ -238,3 +238,121 @@ def tree_sum(
                     node = right[node]
             total += value[node]
         out[r] += total
+
+
+@njit(cache=True, nogil=True)
+def _four_vector(
+    events: np.ndarray, r: int, cols: np.ndarray, i: int, p: np.ndarray
+) -> bool:  # pragma: no cover
+    """``p[:] = (E, px, py, pz)`` of object ``cols[i] = (e, pt, eta, phi)`` in row ``r`` (zero when
+    absent, pT <= 0); whether it is present."""
+    pt = np.float64(events[r, cols[i, 1]])
+    if not pt > 0:
+        p[:] = 0.0
+        return False
+    phi, eta = np.float64(events[r, cols[i, 3]]), np.float64(events[r, cols[i, 2]])
+    p[0] = np.float64(events[r, cols[i, 0]])
+    p[1] = pt * math.cos(phi)
+    p[2] = pt * math.sin(phi)
+    p[3] = pt * math.sinh(eta)
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _sum_mass(p: np.ndarray, q: np.ndarray, a: int, b: int, c: int, d: int) -> float:  # pragma: no cover
+    """The mass of ``p[a]``, plus ``p[b]`` (b >= 0), plus ``q[c]`` (c >= 0), plus ``p[d]`` (d >= 0),
+    summed in that order."""
+    m2 = 0.0
+    for t in range(4):
+        x = p[a, t]
+        if b >= 0:
+            x += p[b, t]
+        if c >= 0:
+            x += q[c, t]
+        if d >= 0:
+            x += p[d, t]
+        m2 += x * x if t == 0 else -x * x
+    return math.sqrt(max(m2, 0.0))
+
+
+@njit(cache=True, nogil=True)
+def physics_rows(
+    events: np.ndarray,
+    objects: np.ndarray,
+    pairs: np.ndarray,
+    jets: np.ndarray,
+    jet_pt: np.ndarray,
+    leptons: np.ndarray,
+    derived_at: np.ndarray,
+    top_mass: float,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """The physics features of every row of ``events`` ``(n, c)`` into ``out`` ``(n, f)`` float64.
+
+    ``out[:, :c]`` the columns; then each object's mass, ``objects`` ``(k, 4)`` holding the
+    (E, pT, η, φ) column indices of each; then the ΔR of each of ``pairs`` ``(q, 2)`` (indices
+    into ``objects``); NaN where an object is absent (pT <= 0). The derived observables go to
+    the columns ``derived_at`` ``(6,)`` names (-1: not asked for), in the order m_jj, m_jjj
+    (the three of the leading four ``jets`` whose mass is closest to ``top_mass``), m_4j, H_T
+    (over the pT columns ``jet_pt``), m_lj, m_ll; ``jets`` and ``leptons`` ``(·, 4)`` are the
+    families' column indices, empty where a family lacks E, η or φ.
+    """
+    n, c = events.shape
+    k = objects.shape[0]
+    nan = math.nan
+    pj = np.zeros((max(jets.shape[0], 1), 4))
+    on = np.zeros(max(jets.shape[0], 1), np.bool_)
+    pl = np.zeros((2, 4))
+    for r in range(n):
+        for j in range(c):
+            out[r, j] = events[r, j]
+        for i in range(k):
+            e, pt = np.float64(events[r, objects[i, 0]]), np.float64(events[r, objects[i, 1]])
+            if pt > 0:
+                pz = pt * math.cosh(np.float64(events[r, objects[i, 2]]))
+                out[r, c + i] = math.sqrt(max(e * e - pz * pz, 0.0))
+            else:
+                out[r, c + i] = nan
+        for q in range(pairs.shape[0]):
+            a, b = objects[pairs[q, 0]], objects[pairs[q, 1]]
+            if events[r, a[1]] > 0 and events[r, b[1]] > 0:
+                deta = np.float64(events[r, a[2]]) - np.float64(events[r, b[2]])
+                dphi = np.float64(events[r, a[3]]) - np.float64(events[r, b[3]]) + math.pi
+                dphi = dphi - 2 * math.pi * math.floor(dphi / (2 * math.pi)) - math.pi
+                out[r, c + k + q] = math.hypot(deta, dphi)
+            else:
+                out[r, c + k + q] = nan
+        nj = jets.shape[0]
+        for i in range(nj):
+            on[i] = _four_vector(events, r, jets, i, pj[i])
+        nl = min(leptons.shape[0], 2)
+        lep0 = lep1 = False
+        if nl >= 1:
+            lep0 = _four_vector(events, r, leptons, 0, pl[0])
+        if nl >= 2:
+            lep1 = _four_vector(events, r, leptons, 1, pl[1])
+        if derived_at[0] >= 0:
+            out[r, derived_at[0]] = _sum_mass(pj, pl, 0, 1, -1, -1) if on[0] and on[1] else nan
+        if derived_at[1] >= 0:
+            best, chosen = math.inf, nan
+            m4 = min(nj, 4)
+            for a in range(m4):
+                for b in range(a + 1, m4):
+                    for d in range(b + 1, m4):
+                        if on[a] and on[b] and on[d]:
+                            m = _sum_mass(pj, pl, a, b, -1, d)
+                            if abs(m - top_mass) < best:
+                                best, chosen = abs(m - top_mass), m
+            out[r, derived_at[1]] = chosen
+        if derived_at[2] >= 0:
+            full = on[0] and on[1] and on[2] and on[3]
+            out[r, derived_at[2]] = _sum_mass(pj, pj, 0, 1, 2, 3) if full else nan
+        if derived_at[3] >= 0:
+            ht = 0.0
+            for i in range(jet_pt.shape[0]):
+                ht += max(np.float64(events[r, jet_pt[i]]), 0.0)
+            out[r, derived_at[3]] = ht
+        if derived_at[4] >= 0:
+            out[r, derived_at[4]] = _sum_mass(pj, pl, 0, -1, 0, -1) if on[0] and lep0 else nan
+        if derived_at[5] >= 0:
+            out[r, derived_at[5]] = _sum_mass(pl, pl, 0, 1, -1, -1) if lep0 and lep1 else nan

@@ -339,18 +339,11 @@ def physics_features(events: np.ndarray, schema: Schema) -> tuple[np.ndarray, li
     the derived observables m_jj, m_jjj, m_4j, H_T, m_lj and m_ll (MET is a column already); NaN
     where undefined (absent objects). On tt̄ 28 + 6 + 15 + 6 = 55 features.
     """
-    from eventgen.observables import derived_observables, object_masses, pair_delta_r
+    from eventgen.observables import physics_table
 
     if events.ndim != 2 or events.shape[1] != len(schema):
         raise InputError(f"events have {events.shape[1]} columns, schema {schema.name!r} has {len(schema)}")
-    extra = {**object_masses(events, schema), **pair_delta_r(events, schema)}
-    for name, values in derived_observables(events, schema, keep_undefined=True).items():
-        if name not in schema.names:
-            extra[name] = values
-    columns = np.asarray(events, dtype=np.float64)
-    if not extra:
-        return columns, list(schema.names)
-    return np.hstack([columns, np.column_stack(list(extra.values()))]), [*schema.names, *extra]
+    return physics_table(events, schema)
 
 
 def _feature_matrix(events: np.ndarray, schema: Schema, features: FeatureSet) -> np.ndarray:

@@ -30,16 +30,89 @@ distance ``ΔR = sqrt(Δη² + Δφ²)`` of every pair of objects, NaN where an 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
-from numpy.typing import ArrayLike
 
 from eventgen.errors import InputError
 from eventgen.schema import PhysicsObject, Schema
 
 TOP_MASS = 172.5
 """GeV; ``m_jjj`` picks the three-jet combination closest to it."""
+
+
+DERIVED = ("m_jj", "m_jjj", "m_4j", "ht", "m_lj", "m_ll")
+"""The derived observables :func:`physics_table` computes, in its order (``met`` is a column)."""
+
+
+@dataclass(frozen=True)
+class _TablePlan:
+    """What :func:`physics_table` computes for a schema: the names of its columns and the column
+    indices :func:`eventgen.kernels.physics_rows` reads."""
+
+    names: list[str]
+    objects: np.ndarray
+    pairs: np.ndarray
+    jets: np.ndarray
+    jet_pt: np.ndarray
+    leptons: np.ndarray
+    derived_at: np.ndarray
+
+
+def _table_plan(schema: Schema) -> _TablePlan:
+    objects = _full_objects(schema)
+    families = schema.families()
+    jet_objects, lepton_objects = families.get("j", ([], -1))[0], families.get("l", ([], -1))[0]
+    jets, leptons = _kinematic_columns(jet_objects), _kinematic_columns(lepton_objects)
+    names = [*schema.names, *(f"m_{o.name}" for o in objects)]
+    names += [f"dR_{a.name}_{b.name}" for a, b in combinations(objects, 2)]
+    wanted = {
+        "m_jj": len(jets) >= 2,
+        "m_jjj": len(jets) >= 3,
+        "m_4j": len(jets) >= 4,
+        "ht": bool(jet_objects),
+        "m_lj": len(jets) >= 1 and len(leptons) >= 1,
+        "m_ll": len(leptons) >= 2,
+    }
+    derived_at = np.full(len(DERIVED), -1, np.int64)
+    for i, name in enumerate(DERIVED):
+        if wanted[name] and name not in schema.names:  # a column of that name is the value
+            derived_at[i] = len(names)
+            names.append(name)
+    pairs = np.array(list(combinations(range(len(objects)), 2)), np.int64).reshape(-1, 2)
+    jet_pt = np.array([o.pt for o in jet_objects], np.int64)
+    return _TablePlan(names, _kinematic_columns(objects), pairs, jets, jet_pt, leptons, derived_at)
+
+
+def physics_names(schema: Schema) -> list[str]:
+    """The names of :func:`physics_table`'s columns for events of ``schema``."""
+    return _table_plan(schema).names
+
+
+def physics_table(events: np.ndarray, schema: Schema) -> tuple[np.ndarray, list[str]]:
+    """Every physics quantity of ``events`` ``(n_events, n_columns)`` as ``(n_events, n_quantities)``
+    float64, and their names: the columns, each object's implied mass ``m_<object>``, the ΔR of
+    every pair of objects ``dR_<a>_<b>``, and those :data:`DERIVED` observables the schema has the
+    columns for (a column of the same name is its own value); NaN where undefined. One compiled
+    pass over the events (:func:`eventgen.kernels.physics_rows`); the functions below read their
+    parts of it."""
+    from eventgen.kernels import physics_rows
+
+    events = np.asarray(events)
+    if events.ndim != 2 or events.shape[1] != len(schema):
+        raise InputError(
+            f"events have shape {events.shape}, schema {schema.name!r} has {len(schema)} columns; "
+            "pass an (n_events, n_columns) array in the schema's column order"
+        )
+    if events.dtype not in (np.float32, np.float64):
+        events = events.astype(np.float64)
+    plan = _table_plan(schema)
+    out = np.empty((len(events), len(plan.names)))
+    physics_rows(
+        events, plan.objects, plan.pairs, plan.jets, plan.jet_pt, plan.leptons, plan.derived_at, TOP_MASS, out
+    )
+    return out, plan.names
 
 
 def derived_observables(
@@ -52,36 +125,8 @@ def derived_observables(
     undefined when ``keep_undefined`` is true. Names are those of the module docstring, in
     that order, each present only when the schema has the columns it needs.
     """
-    events = np.asarray(events)
-    if events.ndim != 2 or events.shape[1] != len(schema):
-        raise InputError(
-            f"events have shape {events.shape}, schema {schema.name!r} has {len(schema)} columns; "
-            "pass an (n_events, n_columns) array in the schema's column order"
-        )
-    families = schema.families()
-    jets = _four_vectors(events, families.get("j", ([], -1))[0])
-    leptons = _four_vectors(events, families.get("l", ([], -1))[0])
-    out: dict[str, np.ndarray] = {}
-    if jets is not None:
-        p, present = jets
-        n_slots = p.shape[1]
-        if n_slots >= 2:
-            out["m_jj"] = _mass_where(p[:, :2].sum(axis=1), present[:, :2].all(axis=1))
-        if n_slots >= 3:
-            out["m_jjj"] = _top_candidate_mass(p[:, :4], present[:, :4])
-        if n_slots >= 4:
-            out["m_4j"] = _mass_where(p[:, :4].sum(axis=1), present[:, :4].all(axis=1))
-    jet_objects = families.get("j", ([], -1))[0]
-    if jet_objects:
-        pts = np.asarray([np.maximum(events[:, o.pt], 0.0) for o in jet_objects])
-        out["ht"] = pts.sum(axis=0, dtype=np.float64)
-    if jets is not None and leptons is not None:
-        both = jets[1][:, 0] & leptons[1][:, 0]
-        out["m_lj"] = _mass_where(jets[0][:, 0] + leptons[0][:, 0], both)
-    if leptons is not None and leptons[0].shape[1] >= 2:
-        out["m_ll"] = _mass_where(leptons[0][:, :2].sum(axis=1), leptons[1][:, :2].all(axis=1))
-    if "met" in schema.names:
-        out["met"] = events[:, schema.index("met")].astype(np.float64)
+    table, names = physics_table(events, schema)
+    out = {name: table[:, names.index(name)] for name in (*DERIVED, "met") if name in names}
     if not keep_undefined:
         out = {name: v[np.isfinite(v)] for name, v in out.items()}
     return out
@@ -90,15 +135,11 @@ def derived_observables(
 def object_masses(events: np.ndarray, schema: Schema) -> dict[str, np.ndarray]:
     """Each object's implied mass ``{"m_j1": (n_events,), ...}`` float64, NaN where the object is absent.
 
-    ``sqrt(max(E² − (pT cosh η)², 0))`` for every object with E, pT and η columns, in column order.
-    A decoder that models E beside pT and η gets these wrong first.
+    ``sqrt(max(E² − (pT cosh η)², 0))`` for every object with E, pT, η and φ columns, in column
+    order. A decoder that models E beside pT and η gets these wrong first.
     """
-    out = {}
-    for o in _full_objects(schema):
-        e, pt, eta = (np.asarray(events[:, i], dtype=np.float64) for i in (o.e, o.pt, o.eta))
-        m = np.sqrt(np.maximum(e**2 - (pt * np.cosh(eta)) ** 2, 0.0))
-        out[f"m_{o.name}"] = np.where(pt > 0, m, np.nan)
-    return out
+    table, names = physics_table(events, schema)
+    return {name: table[:, names.index(name)] for name in (f"m_{o.name}" for o in _full_objects(schema))}
 
 
 def pair_delta_r(events: np.ndarray, schema: Schema) -> dict[str, np.ndarray]:
@@ -106,19 +147,21 @@ def pair_delta_r(events: np.ndarray, schema: Schema) -> dict[str, np.ndarray]:
 
     Δφ is wrapped into [−π, π); NaN where either object is absent. Pairs in column order.
     """
-    out = {}
-    for a, b in combinations(_full_objects(schema), 2):
-        present = (events[:, a.pt] > 0) & (events[:, b.pt] > 0)
-        deta = np.asarray(events[:, a.eta], dtype=np.float64) - events[:, b.eta]
-        dphi = np.asarray(events[:, a.phi], dtype=np.float64) - events[:, b.phi]
-        dphi = np.remainder(dphi + np.pi, 2 * np.pi) - np.pi
-        out[f"dR_{a.name}_{b.name}"] = np.where(present, np.hypot(deta, dphi), np.nan)
-    return out
+    table, names = physics_table(events, schema)
+    pairs = (f"dR_{a.name}_{b.name}" for a, b in combinations(_full_objects(schema), 2))
+    return {name: table[:, names.index(name)] for name in pairs}
 
 
 def _full_objects(schema: Schema) -> list[PhysicsObject]:
     """The objects with all four kinematic columns (E, pT, η, φ)."""
     return [o for o in schema.objects() if min(o.e, o.eta, o.phi) >= 0]
+
+
+def _kinematic_columns(objects: list[PhysicsObject]) -> np.ndarray:
+    """The (E, pT, η, φ) column indices ``(n_objects, 4)`` of ``objects``; none unless all have all four."""
+    if not objects or any(min(o.e, o.eta, o.phi) < 0 for o in objects):
+        return np.zeros((0, 4), np.int64)
+    return np.array([[o.e, o.pt, o.eta, o.phi] for o in objects], np.int64)
 
 
 def invariant_mass(p: np.ndarray) -> np.ndarray:
@@ -131,35 +174,3 @@ def four_vectors(e: np.ndarray, pt: np.ndarray, eta: np.ndarray, phi: np.ndarray
     """Four-vectors ``(..., 4)`` ``(E, px, py, pz)`` in float64 from arrays of ``(E, pT, η, φ)``."""
     e, pt, eta, phi = (np.asarray(x, dtype=np.float64) for x in (e, pt, eta, phi))
     return np.stack([e, pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)], axis=-1)
-
-
-def _four_vectors(events: np.ndarray, objects: list[PhysicsObject]) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(p, present)``: four-vectors ``(n_events, n_objects, 4)`` (zero when absent) and presence
-    ``(n_events, n_objects)``; None when the family is missing or lacks E, η or φ columns."""
-    if not objects or any(min(o.e, o.eta, o.phi) < 0 for o in objects):
-        return None
-    cols = np.array([[o.e, o.pt, o.eta, o.phi] for o in objects])  # (n_objects, 4)
-    block = events[:, cols]  # (n_events, n_objects, 4)
-    present = block[:, :, 1] > 0
-    p = four_vectors(block[..., 0], block[..., 1], block[..., 2], block[..., 3])
-    p[~present] = 0.0
-    return p, present
-
-
-def _mass_where(p: np.ndarray, defined: ArrayLike) -> np.ndarray:
-    """Masses of ``p`` ``(n_events, 4)``, NaN where not ``defined`` ``(n_events,)``."""
-    return np.where(defined, invariant_mass(p), np.nan)
-
-
-def _top_candidate_mass(p: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Per event, the mass of three present jets closest to :data:`TOP_MASS` (NaN with < 3 jets).
-
-    ``p`` is ``(n_events, n_jets, 4)`` with ``n_jets`` in 3..4, ``present`` ``(n_events, n_jets)``.
-    """
-    triples = list(combinations(range(p.shape[1]), 3))
-    masses = np.stack([invariant_mass(p[:, list(t)].sum(axis=1)) for t in triples], axis=1)
-    valid = np.stack([present[:, list(t)].all(axis=1) for t in triples], axis=1)
-    distance = np.where(valid, np.abs(masses - TOP_MASS), np.inf)
-    best = np.argmin(distance, axis=1)
-    chosen = np.take_along_axis(masses, best[:, None], axis=1)[:, 0]
-    return np.where(valid.any(axis=1), chosen, np.nan)

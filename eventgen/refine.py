@@ -134,6 +134,8 @@ class Refiner:
         log_caps: np.ndarray | None = None,
     ) -> None:
         self.trees, self.columns, self.schema = trees, columns, schema
+        #: the physics-feature column each node reads: the trees read the whole table, uncopied
+        self._table_feature = columns[trees["feature"]].astype(np.int32)
         self.baseline, self.log_cap = baseline, log_cap
         #: the strata (:func:`strata` codes, increasing) with caps of their own; others get ``log_cap``
         self.codes = np.zeros(0, np.int64) if codes is None else codes
@@ -199,13 +201,13 @@ class Refiner:
         from eventgen.kernels import tree_sum
         from eventgen.metrics import physics_features
 
-        features = np.ascontiguousarray(physics_features(events, self.schema)[0][:, self.columns])
+        features = np.ascontiguousarray(physics_features(events, self.schema)[0])
         out = np.full(len(events), self.baseline)
         t = self.trees
         tree_sum(
             features,
             t["roots"],
-            t["feature"],
+            self._table_feature,
             t["threshold"],
             t["missing_left"],
             t["left"],
@@ -282,9 +284,9 @@ class Refiner:
 
 def n_physics_features(schema: Schema) -> int:
     """How many physics features (:func:`eventgen.metrics.physics_features`) events of ``schema`` have."""
-    from eventgen.metrics import physics_features
+    from eventgen.observables import physics_names
 
-    return int(physics_features(np.zeros((1, len(schema)), np.float32), schema)[0].shape[1])
+    return len(physics_names(schema))
 
 
 def strata(events: np.ndarray, schema: Schema) -> np.ndarray:
