@@ -11,6 +11,7 @@ In one run, on one bundle:
   and one ROOT file, with the process's peak resident memory;
 - for a bundle with a refiner (:mod:`eventgen.refine`): the refiner's classifier alone as a stage,
   and end to end to zstd Parquet with ``--no-refine`` beside the refined run, and their ratio;
+  with ``--refine-quantiles Q...``, also at each of those acceptance caps;
 - the ``flow`` sampling mode beside the ``buffer`` mode: its sampling stage and end to end to
   zstd Parquet, on a copy of the bundle whose buffer gets a flow of the default architecture
   (its speed does not depend on how long it trained, so it trains ``--flow-epochs`` only).
@@ -108,6 +109,13 @@ def main() -> None:
     parser.add_argument("--compare-repeats", type=int, default=3, help="end-to-end runs of each bundle")
     parser.add_argument("--flow-events", type=int, default=1_000_000, help="events of the flow mode's run")
     parser.add_argument("--flow-epochs", type=int, default=2, help="training epochs of the flow (speed only)")
+    parser.add_argument(
+        "--refine-quantiles",
+        type=float,
+        nargs="*",
+        default=[],
+        help="with a refiner: also end to end to zstd Parquet at these --refine-quantile values",
+    )
     parser.add_argument("--tmp", default=None, help="folder for the output files (default: a temporary one)")
     parser.add_argument("--out", default="benchmarks/results/generate.json")
     args = parser.parse_args()
@@ -173,6 +181,10 @@ def main() -> None:
             e2e["parquet_zstd_no_refine"] = end_to_end(
                 args.bundle, args.events, Path(tmp) / "e.parquet", ["--no-refine"]
             )
+            for q in args.refine_quantiles:
+                e2e[f"parquet_zstd_refine_quantile_{q:g}"] = end_to_end(
+                    args.bundle, args.events, Path(tmp) / "e.parquet", ["--refine-quantile", str(q)]
+                )
         flow_bundle = with_flow(bundle, Path(tmp) / "flow-bundle", args.flow_epochs)
         flow_z = np.empty((args.flow_events, bundle.buffer.mu_.shape[1]), np.float32)
         stages["sampling_flow"] = rate(
@@ -204,7 +216,11 @@ def main() -> None:
     slowest = min(("sampling", "decoding", "cleanup", "writing_parquet_zstd"), key=stages.get)
     result = {
         "command": "python benchmarks/bench_generate.py "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
+        + " ".join(
+            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in vars(args).items()
+            if v is not None and v != []
+        ),
         "machine": {
             "cores": available_cores(),
             "python": platform.python_version(),
@@ -225,9 +241,12 @@ def main() -> None:
         / e2e["parquet_zstd"]["events_per_second"],
     }
     if "parquet_zstd_no_refine" in e2e:
-        result["refined_over_unrefined_end_to_end"] = (
-            e2e["parquet_zstd"]["events_per_second"] / e2e["parquet_zstd_no_refine"]["events_per_second"]
-        )
+        unrefined = e2e["parquet_zstd_no_refine"]["events_per_second"]
+        result["refined_over_unrefined_end_to_end"] = e2e["parquet_zstd"]["events_per_second"] / unrefined
+        result["refine_quantile_over_unrefined_end_to_end"] = {
+            f"{q:g}": e2e[f"parquet_zstd_refine_quantile_{q:g}"]["events_per_second"] / unrefined
+            for q in args.refine_quantiles
+        }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"{'stage':<28}{'events/s':>14}")
@@ -253,6 +272,8 @@ def main() -> None:
             "refined over --no-refine, end to end to zstd Parquet: "
             f"{result['refined_over_unrefined_end_to_end']:.3f}"
         )
+        for q, ratio in result["refine_quantile_over_unrefined_end_to_end"].items():
+            print(f"  at --refine-quantile {q}: {ratio:.3f}")
     print(f"saved {args.out}")
 
 

@@ -126,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
         const=False,
         help="keep every decoded event: skip the bundle's refiner (faster, less faithful)",
     )
+    p.add_argument(
+        "--refine-quantile",
+        type=float,
+        help="the refiner's acceptance cap as a quantile of its log-odds, in (0, 1): higher is more "
+        "faithful and slower (default: the bundle's, set at fit)",
+    )
     p.add_argument("--batch-size", type=int, default=65_536, help="events per write batch (default 65536)")
     p.add_argument("--shard-size", type=int, help="events per shard file; the output becomes a directory")
     p.add_argument(
@@ -412,7 +418,7 @@ def _generate(args: argparse.Namespace) -> None:
     from eventgen.generation import GenerateOptions, generate
 
     sampling = {"mode": args.mode, "alpha": args.alpha, "gamma": args.gamma, "selection": args.selection}
-    sampling.update(temperature=args.temperature, refine=args.refine)
+    sampling.update(temperature=args.temperature, refine=args.refine, refine_quantile=args.refine_quantile)
     options = GenerateOptions(
         seed=args.seed,
         sampling=sampling,

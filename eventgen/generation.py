@@ -130,6 +130,10 @@ class EventSource:
         self.device = resolve_device(device)
         self.decoder = EventDecoder(bundle.model, bundle.preprocessor, self.device)
         self.refiner = bundle.refiner if self.settings.refine else None
+        if self.settings.refine_quantile is not None:
+            if self.refiner is None:
+                raise ConfigError("the bundle has no refiner, so refine_quantile does not apply; drop it")
+            self.refiner = self.refiner.with_quantile(self.settings.refine_quantile)
         if self.refiner is not None and self.weighted:
             raise ConfigError(
                 "selection 'weighted' cannot be refined (the refiner learnt unweighted events); "
@@ -200,7 +204,7 @@ class EventSource:
             n_columns = len(self.bundle.schema)
             events = np.concatenate(
                 [
-                    refine_block(b, BLOCK, self.candidates, self.refiner, self.seed, n_columns)
+                    refine_block(b, BLOCK, self, self.refiner, self.seed, n_columns)
                     for b in range(start // BLOCK, end // BLOCK)
                 ]
             )

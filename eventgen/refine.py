@@ -30,9 +30,9 @@ count, worker count or interruption.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 #: candidate blocks an output block may use: a block that needs more is refused (BundleError)
 MAX_CANDIDATE_BLOCKS = 64
+#: the unit of candidates decoded and judged at a time after the first candidate block
+CANDIDATE_CHUNK = 512
 _CODE_BASE = 64  # strata: count columns as base-64 digits
 REFINE_STREAM = 3  # SeedSequence([seed, REFINE_STREAM, candidate block]) draws the acceptance uniforms
 _TREE_ARRAYS = ("feature", "threshold", "missing_left", "left", "right", "value", "roots")
@@ -132,6 +134,7 @@ class Refiner:
         log_cap: float,
         codes: np.ndarray | None = None,
         log_caps: np.ndarray | None = None,
+        pool: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.trees, self.columns, self.schema = trees, columns, schema
         #: the physics-feature column each node reads: the trees read the whole table, uncopied
@@ -140,6 +143,9 @@ class Refiner:
         #: the strata (:func:`strata` codes, increasing) with caps of their own; others get ``log_cap``
         self.codes = np.zeros(0, np.int64) if codes is None else codes
         self.log_caps = np.zeros(0) if log_caps is None else log_caps
+        #: the log-odds and strata of the generated events the caps were set on, kept so that
+        #: generation can set them at another quantile (:meth:`with_quantile`); None in older bundles
+        self.pool = pool
 
     @classmethod
     def fit(
@@ -180,17 +186,35 @@ class Refiner:
         refiner.set_caps(pool, settings.quantile)
         return refiner
 
-    def set_caps(self, pool: np.ndarray, quantile: float, min_events: int = 200) -> None:
+    def set_caps(self, pool: np.ndarray, quantile: float) -> None:
         """The overall cap, the ``quantile`` of the log-odds over the generated events ``pool``, and a
-        cap for each stratum of ``min_events`` or more that keeps the same fraction of it."""
-        s = self.log_odds(pool)
+        cap for each stratum that keeps the same fraction of it (:meth:`with_quantile`)."""
+        self.pool = (self.log_odds(pool), strata(pool, self.schema))
+        self._set_caps(quantile)
+
+    def _set_caps(self, quantile: float, min_events: int = 200) -> None:
+        assert self.pool is not None
+        s, code = self.pool
         self.log_cap = float(np.quantile(s, quantile))
         target = float(np.minimum(1.0, np.exp(s - self.log_cap)).mean())
-        code = strata(pool, self.schema)
         values, counts = np.unique(code, return_counts=True)
         chosen = values[counts >= min_events] if (counts >= min_events).any() else values[[counts.argmax()]]
         self.codes = chosen.astype(np.int64)
         self.log_caps = np.array([_cap_keeping(s[code == c], target) for c in chosen])
+
+    def with_quantile(self, quantile: float) -> Refiner:
+        """This refiner with its caps set at another ``quantile`` of the same generated events:
+        higher corrects more and keeps fewer candidates, lower is faster (BundleError for a
+        refiner saved without those events' log-odds)."""
+        RefineSettings(quantile=quantile)  # checks the value
+        if self.pool is None:
+            raise BundleError(
+                "this bundle's refiner was saved without the log-odds its cap was set on, so its "
+                "quantile cannot be changed; fit the bundle again, or generate without a refine quantile"
+            )
+        other = Refiner(self.trees, self.columns, self.schema, self.baseline, self.log_cap, pool=self.pool)
+        other._set_caps(quantile)
+        return other
 
     @property
     def n_trees(self) -> int:
@@ -231,12 +255,14 @@ class Refiner:
 
     def get_state(self) -> dict[str, np.ndarray]:
         scalars = np.array([n_physics_features(self.schema), self.baseline, self.log_cap], dtype=np.float64)
+        pool = {} if self.pool is None else {"pool_log_odds": self.pool[0], "pool_strata": self.pool[1]}
         return {
             **self.trees,
             "columns": self.columns,
             "scalars": scalars,
             "codes": self.codes,
             "log_caps": self.log_caps,
+            **pool,
         }
 
     @classmethod
@@ -279,7 +305,11 @@ class Refiner:
         if np.any(np.diff(codes) <= 0):
             raise saved.error("codes", "is not strictly increasing")
         log_caps = saved.array("log_caps", "float", codes.shape, sized_by="one per stratum code")
-        return cls(trees, columns, schema, float(scalars[1]), float(scalars[2]), codes, log_caps)
+        pool = None
+        if "pool_log_odds" in saved:  # absent in bundles saved before generation could re-set the caps
+            s = saved.array("pool_log_odds", "float", (None,))
+            pool = (s, saved.array("pool_strata", "int", s.shape, low=0, sized_by="one per pool log-odds"))
+        return cls(trees, columns, schema, float(scalars[1]), float(scalars[2]), codes, log_caps, pool)
 
 
 def n_physics_features(schema: Schema) -> int:
@@ -329,28 +359,44 @@ def uniforms(seed: int, candidate_block: int, n: int) -> np.ndarray:
     return np.random.Generator(np.random.PCG64DXSM(seq)).random(n)
 
 
+class CandidateSource(Protocol):
+    """What :func:`refine_block` draws candidates from (an :class:`eventgen.generation.EventSource`)."""
+
+    def sample(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+    def finish(self, z: np.ndarray, weights: np.ndarray | None, start: int = 0) -> np.ndarray: ...
+
+
 def refine_block(
-    block: int,
-    width: int,
-    candidates: Callable[[int, int], np.ndarray],
-    refiner: Refiner,
-    seed: int,
-    n_columns: int,
+    block: int, width: int, source: CandidateSource, refiner: Refiner, seed: int, n_columns: int
 ) -> np.ndarray:
     """Output block ``block``: the first ``width`` accepted events of its candidate blocks.
 
-    ``candidates(start, stop)`` makes the finished events at candidate positions ``start..stop-1``.
+    Each candidate block's latent points are drawn at once (``source.sample``) and decoded and
+    judged in chunks (``source.finish``): the first candidate block whole, then as many
+    candidates as the acceptance so far says are still needed (in multiples of
+    :data:`CANDIDATE_CHUNK`), so that little is decoded in vain. The chunks depend only on the
+    block's own candidates, so the output still depends only on the seed and the position.
     """
     kept: list[np.ndarray] = []
-    n_kept = 0
+    n_kept = n_judged = 0
     for c in range(MAX_CANDIDATE_BLOCKS):
         index = block * MAX_CANDIDATE_BLOCKS + c
-        events = candidates(index * width, (index + 1) * width)
-        mask = refiner.accept(events[:, :n_columns], uniforms(seed, index, width))
-        kept.append(events[mask])
-        n_kept += int(mask.sum())
-        if n_kept >= width:
-            return np.concatenate(kept)[:width]
+        z, weights = source.sample(index * width, (index + 1) * width)
+        u = uniforms(seed, index, width)
+        a = 0
+        while a < width:
+            rate = n_kept / n_judged if n_kept else 1.0 / width
+            wanted = -(-int(1.1 * (width - n_kept) / rate) // CANDIDATE_CHUNK) * CANDIDATE_CHUNK
+            b = min(width, a + wanted)
+            events = source.finish(z[a:b], None if weights is None else weights[a:b], index * width + a)
+            mask = refiner.accept(events[:, :n_columns], u[a:b])
+            kept.append(events[mask])
+            n_kept += int(mask.sum())
+            n_judged += b - a
+            if n_kept >= width:
+                return np.concatenate(kept)[:width]
+            a = b
     raise BundleError(
         f"the bundle's refiner kept {n_kept} of {MAX_CANDIDATE_BLOCKS * width} candidate events; "
         "generate with --no-refine, or fit again with a lower refine quantile"

@@ -138,6 +138,8 @@ def load_run_job(path: str) -> RunJob:
             )
         except ConfigError as exc:
             raise ConfigError(f"{where}: generate: {exc}") from None
+    if generate.sampling.refine_quantile is not None and not fit.refine.enabled:
+        raise ConfigError(f"{where}: generate: refine_quantile needs a refiner; drop it or fit with one")
     return RunJob(
         workdir=str(data.get("workdir", "runs/default")),
         seed=seed,

@@ -37,7 +37,7 @@ EVENT_MODES: tuple[Mode, ...] = ("buffer", "kde")
 #: never on demand when another mode or other fit settings are asked of a fitted buffer.
 BUNDLE_MODES: tuple[Mode, ...] = ("flow",)
 #: The settings a fitted mode applies when drawing; a change of any other field fits the mode again.
-_DRAW_FIELDS = frozenset({"alpha", "gamma", "selection", "temperature", "refine"})
+_DRAW_FIELDS = frozenset({"alpha", "gamma", "selection", "temperature", "refine", "refine_quantile"})
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,9 @@ class SamplingSettings:
                       epoch: the buffer's Gaussian mixture) or ``"mu"`` (the buffer means)
     ``refine``        apply the bundle's refiner, if it has one (:mod:`eventgen.refine`): keep each
                       decoded event with the probability its classifier gives; false keeps every event
+    ``refine_quantile``  the refiner's acceptance cap as a quantile of its log-odds, in (0, 1): higher
+                      corrects more and keeps fewer candidates (slower), lower is faster; None: the
+                      quantile the bundle was fitted with
 
     Invalid values raise :class:`~eventgen.errors.ConfigError` naming the valid choices.
     """
@@ -74,6 +77,7 @@ class SamplingSettings:
     flow_epochs: int = 100
     flow_target: FlowTarget = "mixture"
     refine: bool = True
+    refine_quantile: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.mode, str) or self.mode not in MODES:
@@ -121,6 +125,15 @@ class SamplingSettings:
             )
         if not isinstance(self.refine, bool):
             raise ConfigError(f"refine={self.refine!r} is invalid; pass true or false")
+        q = self.refine_quantile
+        if q is not None:
+            if not _is_number(q) or not 0 < q < 1:
+                raise ConfigError(f"refine_quantile={q!r} is invalid; pass a number in (0, 1), e.g. 0.8")
+            if not self.refine:
+                raise ConfigError(
+                    "refine_quantile applies to refined generation only; drop it or refine=True"
+                )
+            object.__setattr__(self, "refine_quantile", float(q))
         t = self.temperature
         if not _is_number(t) or not math.isfinite(t) or not 0 < t <= 1:
             raise ConfigError(f"temperature={t!r} is invalid; pass a number in (0, 1]")

@@ -221,6 +221,14 @@ def _cases() -> dict[str, tuple[list[str], str]]:
             ["generate", b, "-n", "10", "-o", "g.parquet", "--gamma", "nan"],
             "gamma=nan is invalid",
         ),
+        "generate-refine-quantile-without-refiner": (
+            ["generate", b, "-n", "10", "-o", "g.parquet", "--refine-quantile", "0.5"],
+            "the bundle has no refiner, so refine_quantile does not apply; drop it",
+        ),
+        "generate-refine-quantile-out-of-range": (
+            ["generate", b, "-n", "10", "-o", "g.parquet", "--refine-quantile", "1.5"],
+            "refine_quantile=1.5 is invalid",
+        ),
         "generate-weighted-without-weights": (
             ["generate", "{in}/unweighted", "-n", "10", "-o", "g.parquet", "--selection", "weighted"],
             "has no event weights, so --selection weighted has nothing to draw by; fit it with a weight column",

@@ -228,3 +228,50 @@ def test_a_run_config_that_weights_a_refined_bundle_is_refused(tmp_path: Path) -
         load_run_job(str(config))
     config.write_text(weighted.replace("  selection: weighted\n", "  selection: weighted\n  refine: false\n"))
     assert load_run_job(str(config)).generate.sampling.refine is False
+
+
+def test_generation_sets_the_cap_at_another_quantile(refined: Bundle) -> None:
+    """The cap set again at the fit's quantile is the stored one; a lower quantile keeps more
+    candidates, a higher one fewer, and each run is reproducible."""
+    source = EventSource(refined, {"refine": False}, 6, device="cpu")
+    pool = source.candidates(0, 4 * BLOCK)
+    u = np.random.default_rng(0).random(len(pool))
+    same = refined.refiner.with_quantile(0.7)  # the fixture's fit quantile
+    assert same.log_cap == refined.refiner.log_cap
+    np.testing.assert_array_equal(same.log_caps, refined.refiner.log_caps)
+    kept = {q: refined.refiner.with_quantile(q).accept(pool, u).mean() for q in (0.3, 0.7, 0.9)}
+    assert kept[0.3] > kept[0.7] + 0.05 and kept[0.9] < kept[0.7] - 0.05
+    n = BLOCK + 11
+    low = generate_table(refined, n, seed=3, device="cpu", sampling={"refine_quantile": 0.3}).data
+    again = generate_table(
+        refined, n, seed=3, device="cpu", sampling={"refine_quantile": 0.3}, batch_size=BLOCK
+    )
+    np.testing.assert_array_equal(low, again.data)
+    assert not np.array_equal(low, generate_table(refined, n, seed=3, device="cpu").data)
+
+
+def test_a_refine_quantile_needs_a_refiner_that_kept_its_log_odds(refined: Bundle) -> None:
+    with pytest.raises(ConfigError, match="refine_quantile applies to refined generation only"):
+        EventSource(refined, {"refine": False, "refine_quantile": 0.5}, 0, device="cpu")
+    with pytest.raises(ConfigError, match="refine_quantile=1.0 is invalid"):
+        EventSource(refined, {"refine_quantile": 1.0}, 0, device="cpu")
+    with pytest.raises(ConfigError, match="no refiner"):
+        EventSource(Bundle.load(FIXTURE), {"refine_quantile": 0.5}, 0, device="cpu")
+    state = {k: v for k, v in refined.refiner.get_state().items() if not k.startswith("pool_")}
+    older = Refiner.from_state(state, refined.schema)  # a refiner saved before the pool was kept
+    with pytest.raises(BundleError, match="fit the bundle again"):
+        older.with_quantile(0.5)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s: {"pool_log_odds": np.full_like(s["pool_log_odds"], np.inf)}, "pool_log_odds"),
+        (lambda s: {"pool_strata": s["pool_strata"][1:].copy()}, "one per pool log-odds"),
+        (lambda s: {"pool_strata": -1 - s["pool_strata"]}, "pool_strata"),
+    ],
+)
+def test_a_forged_pool_is_refused(refined: Bundle, change, message: str) -> None:  # type: ignore[no-untyped-def]
+    state = _forged(refined, **change(refined.refiner.get_state()))
+    with pytest.raises(BundleError, match=message):
+        Refiner.from_state(state, refined.schema)
