@@ -158,7 +158,9 @@ def test_format_version_1_still_loads(bundle: Bundle, tmp_path: Path) -> None:
     (target / "bundle.json").write_text(json.dumps({**meta, "format_version": 1, "buffer_params": settings}))
     with np.load(target / "buffer.npz") as data:
         state = {k: data[k] for k in data.files}
-    state.update({k: np.asarray(v) for k, v in settings.items()}, state_version=np.asarray(1))
+    state.update(
+        {k: np.asarray(v) for k, v in settings.items() if v is not None}, state_version=np.asarray(1)
+    )
     np.savez(target / "buffer.npz", **state)
     loaded = Bundle.load(target)
     assert loaded.buffer.settings == bundle.buffer.settings and "buffer_params" not in loaded.metadata

@@ -124,6 +124,7 @@ def test_same_fit_ignores_draw_time_fields_only() -> None:
         assert not base.same_fit(base.updated(change))
     flow = SamplingSettings(mode="flow")
     assert flow.same_fit(flow.updated({"temperature": 0.5, "refine": False}))
+    assert flow.same_fit(flow.updated({"refine_quantile": 0.5}))
     for change in ({"flow_epochs": 3}, {"flow_target": "mu"}, {"flow_hidden": 8}, {"flow_transforms": 2}):
         assert not flow.same_fit(flow.updated(change))
     assert FIELDS == (
@@ -139,6 +140,7 @@ def test_same_fit_ignores_draw_time_fields_only() -> None:
         "flow_epochs",
         "flow_target",
         "refine",
+        "refine_quantile",
     )
 
 
