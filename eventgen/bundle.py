@@ -8,7 +8,8 @@ Layout (no pickle anywhere; arrays are loaded with ``allow_pickle=False``)::
       preprocess.npz   the fitted preprocessing parameters
       buffer.npz       the density buffer: mu_i, sigma_i, event weights, its mode's fitted arrays
       cleanup.npz      the physics clean-up thresholds learnt from the training events
-      refine.npz       the refiner's trees and acceptance cap (optional; :mod:`eventgen.refine`)
+      refine.npz       the refiner's trees, its acceptance caps and the log-odds they were set on
+                       (optional; :mod:`eventgen.refine`)
 
 ``Bundle.hash`` (sha256 over the files) identifies a bundle in generated files.
 

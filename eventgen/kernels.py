@@ -314,10 +314,10 @@ def physics_rows(
             else:
                 out[r, c + i] = nan
         for q in range(pairs.shape[0]):
-            a, b = objects[pairs[q, 0]], objects[pairs[q, 1]]
-            if events[r, a[1]] > 0 and events[r, b[1]] > 0:
-                deta = np.float64(events[r, a[2]]) - np.float64(events[r, b[2]])
-                dphi = np.float64(events[r, a[3]]) - np.float64(events[r, b[3]]) + math.pi
+            oa, ob = objects[pairs[q, 0]], objects[pairs[q, 1]]
+            if events[r, oa[1]] > 0 and events[r, ob[1]] > 0:
+                deta = np.float64(events[r, oa[2]]) - np.float64(events[r, ob[2]])
+                dphi = np.float64(events[r, oa[3]]) - np.float64(events[r, ob[3]]) + math.pi
                 dphi = dphi - 2 * math.pi * math.floor(dphi / (2 * math.pi)) - math.pi
                 out[r, c + k + q] = math.hypot(deta, dphi)
             else:

@@ -275,3 +275,16 @@ def test_a_forged_pool_is_refused(refined: Bundle, change, message: str) -> None
     state = _forged(refined, **change(refined.refiner.get_state()))
     with pytest.raises(BundleError, match=message):
         Refiner.from_state(state, refined.schema)
+
+
+def test_a_run_config_sets_the_refine_quantile_only_with_a_refiner(tmp_path: Path) -> None:
+    from eventgen.run import load_run_job
+
+    text = (Path(__file__).parents[1] / "configs" / "default.yaml").read_text()
+    dialled = text.replace("  gamma: 0.2 ", "  refine_quantile: 0.5\n  gamma: 0.2 ", 1)
+    config = tmp_path / "run.yaml"
+    config.write_text(dialled)
+    assert load_run_job(str(config)).generate.sampling.refine_quantile == 0.5
+    config.write_text(dialled.replace("  refine: {quantile: 0.8}", "  refine: false"))
+    with pytest.raises(ConfigError, match="refine_quantile needs a refiner"):
+        load_run_job(str(config))
