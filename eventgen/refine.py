@@ -223,9 +223,9 @@ class Refiner:
     def log_odds(self, events: np.ndarray) -> np.ndarray:
         """``log p_data / p_gen`` estimated at each of ``events`` ``(n, n_columns)``: ``(n,)`` float64."""
         from eventgen.kernels import tree_sum
-        from eventgen.metrics import physics_features
+        from eventgen.observables import physics_table  # not metrics: generation need not load scipy.stats
 
-        features = np.ascontiguousarray(physics_features(events, self.schema)[0])
+        features = physics_table(events, self.schema)[0]
         out = np.full(len(events), self.baseline)
         t = self.trees
         tree_sum(
