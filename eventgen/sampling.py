@@ -131,7 +131,8 @@ class SamplingSettings:
                 raise ConfigError(f"refine_quantile={q!r} is invalid; pass a number in (0, 1), e.g. 0.8")
             if not self.refine:
                 raise ConfigError(
-                    "refine_quantile applies to refined generation only; drop it or refine=True"
+                    "refine_quantile applies to refined generation only; drop it, or drop --no-refine "
+                    "(refine: false)"
                 )
             object.__setattr__(self, "refine_quantile", float(q))
         t = self.temperature
