@@ -1,12 +1,13 @@
-"""Private numba kernels of the density buffer (see :mod:`eventgen.buffer`) and the refiner.
+"""Private numba kernels of the density buffer (see :mod:`eventgen.buffer`), the refiner and the
+physics features (:func:`eventgen.observables.physics_table`).
 
 The kernels hold no Python objects and draw no random numbers: the caller draws the
 component indices and the standard-normal noise from position-keyed NumPy streams, so
 every kernel is a deterministic function of its inputs, whatever the thread count.
 
-The sampling kernels are serial and release the GIL (``nogil=True``): the buffer runs
-them on disjoint blocks of the output from several Python threads, each straight after
-drawing its block's noise, while the block is still in cache. They must not use
+The sampling, tree and physics kernels are serial and release the GIL (``nogil=True``):
+generation runs them on disjoint blocks of the output from several Python threads (the buffer's
+straight after drawing its block's noise, while the block is still in cache). They must not use
 ``prange``: numba's default workqueue threading layer refuses concurrent parallel calls.
 The scoring kernel is called from one thread and is parallel over query points.
 """
