@@ -31,6 +31,7 @@ distance ``ΔR = sqrt(Δη² + Δφ²)`` of every pair of objects, NaN where an 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import combinations
 
 import numpy as np
@@ -49,9 +50,9 @@ DERIVED = ("m_jj", "m_jjj", "m_4j", "ht", "m_lj", "m_ll")
 @dataclass(frozen=True)
 class _TablePlan:
     """What :func:`physics_table` computes for a schema: the names of its columns and the column
-    indices :func:`eventgen.kernels.physics_rows` reads."""
+    indices :func:`eventgen.kernels.physics_rows` reads (read-only: plans are cached per schema)."""
 
-    names: list[str]
+    names: tuple[str, ...]
     objects: np.ndarray
     pairs: np.ndarray
     jets: np.ndarray
@@ -60,7 +61,9 @@ class _TablePlan:
     derived_at: np.ndarray
 
 
+@lru_cache(maxsize=32)
 def _table_plan(schema: Schema) -> _TablePlan:
+    """The plan of ``schema``, built once: generation asks for it on every chunk of candidates."""
     objects = _full_objects(schema)
     families = schema.families()
     jet_objects, lepton_objects = families.get("j", ([], -1))[0], families.get("l", ([], -1))[0]
@@ -82,12 +85,15 @@ def _table_plan(schema: Schema) -> _TablePlan:
             names.append(name)
     pairs = np.array(list(combinations(range(len(objects)), 2)), np.int64).reshape(-1, 2)
     jet_pt = np.array([o.pt for o in jet_objects], np.int64)
-    return _TablePlan(names, _kinematic_columns(objects), pairs, jets, jet_pt, leptons, derived_at)
+    arrays = (_kinematic_columns(objects), pairs, jets, jet_pt, leptons, derived_at)
+    for a in arrays:
+        a.setflags(write=False)
+    return _TablePlan(tuple(names), *arrays)
 
 
 def physics_names(schema: Schema) -> list[str]:
     """The names of :func:`physics_table`'s columns for events of ``schema``."""
-    return _table_plan(schema).names
+    return list(_table_plan(schema).names)
 
 
 def physics_table(events: np.ndarray, schema: Schema) -> tuple[np.ndarray, list[str]]:
@@ -112,7 +118,7 @@ def physics_table(events: np.ndarray, schema: Schema) -> tuple[np.ndarray, list[
     physics_rows(
         events, plan.objects, plan.pairs, plan.jets, plan.jet_pt, plan.leptons, plan.derived_at, TOP_MASS, out
     )
-    return out, plan.names
+    return out, list(plan.names)
 
 
 def derived_observables(
@@ -152,14 +158,19 @@ def pair_delta_r(events: np.ndarray, schema: Schema) -> dict[str, np.ndarray]:
     return {name: table[:, names.index(name)] for name in pairs}
 
 
+def _is_full(o: PhysicsObject) -> bool:
+    """Whether ``o`` has all four kinematic columns (E, pT, η, φ)."""
+    return min(o.e, o.eta, o.phi) >= 0
+
+
 def _full_objects(schema: Schema) -> list[PhysicsObject]:
     """The objects with all four kinematic columns (E, pT, η, φ)."""
-    return [o for o in schema.objects() if min(o.e, o.eta, o.phi) >= 0]
+    return [o for o in schema.objects() if _is_full(o)]
 
 
 def _kinematic_columns(objects: list[PhysicsObject]) -> np.ndarray:
     """The (E, pT, η, φ) column indices ``(n_objects, 4)`` of ``objects``; none unless all have all four."""
-    if not objects or any(min(o.e, o.eta, o.phi) < 0 for o in objects):
+    if not objects or not all(map(_is_full, objects)):
         return np.zeros((0, 4), np.int64)
     return np.array([[o.e, o.pt, o.eta, o.phi] for o in objects], np.int64)
 
