@@ -386,9 +386,10 @@ def refine_block(
         u = uniforms(seed, index, width)
         a = 0
         while a < width:
-            rate = n_kept / n_judged if n_kept else 1.0 / width
-            wanted = -(-int(1.1 * (width - n_kept) / rate) // CANDIDATE_CHUNK) * CANDIDATE_CHUNK
-            b = min(width, a + wanted)
+            b = width  # with no acceptance yet, the whole block
+            if n_kept:
+                needed = int(1.1 * (width - n_kept) / (n_kept / n_judged))
+                b = min(width, a + -(-needed // CANDIDATE_CHUNK) * CANDIDATE_CHUNK)
             events = source.finish(z[a:b], None if weights is None else weights[a:b], index * width + a)
             mask = refiner.accept(events[:, :n_columns], u[a:b])
             kept.append(events[mask])
