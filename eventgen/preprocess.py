@@ -32,8 +32,11 @@ Three methods, all of the form ``y = (f(x) - mean_) / std_`` computed in float64
 
 Before that transform, ``representation`` and ``frame`` choose what the model sees
 (:mod:`eventgen.representation`): ``"energy"`` (the columns as they are), ``"mass"`` (each
-object's mass, or a discrete mass code, in place of its energy) or ``"dilepton"`` (``"mass"``,
-with two leptons as a decaying pair: mass, pT, rapidity, azimuth, decay angles), in the ``"lab"`` frame or
+object's mass, or a discrete mass code, in place of its energy), ``"dilepton"`` (``"mass"``,
+with two leptons as a decaying pair: mass, pT, rapidity, azimuth, decay angles) or
+``"ee_dilepton"`` (``"mass"``, with two leptons as their energies below the beam energy, the
+first's direction and their acollinearity; the beam energy, ``beam_energy_``, is the largest
+lepton energy in the fitted events), in the ``"lab"`` frame or
 the ``"canonical"`` one (events turned and mirrored so that the leading object has φ = 0 and
 η ≥ 0 and the second φ ≥ 0). In the mass representation a mass column is energy-like (log
 scaled like an energy), a code column is not. :meth:`Preprocessor.event_frames` gives each
@@ -93,7 +96,8 @@ class Preprocessor:
     Fitted attributes (all of shape ``(n_features,)``): ``columns_`` (names), ``log_mask_``
     (columns transformed by ``log1p(x / log_scale_)``), ``log_scale_`` (1 where unused),
     ``mean_`` and ``std_`` (float64); ``schema_``, the schema fitted on; for ``"quantile"``,
-    ``quantiles_`` ``(n_quantiles, n_features)``, each column's quantiles, non-decreasing.
+    ``quantiles_`` ``(n_quantiles, n_features)``, each column's quantiles, non-decreasing; for
+    ``"ee_dilepton"``, ``beam_energy_`` (float).
     """
 
     def __init__(
@@ -123,6 +127,10 @@ class Preprocessor:
         self.schema_ = schema
         self.columns_ = np.array(columns, dtype=str)
         self.log_scale_ = np.ones(n)
+        if self.representation == "ee_dilepton":
+            masses = x.astype(np.float64)
+            rep.to_masses(masses, schema)
+            self.beam_energy_ = rep.beam_energy(masses, schema)
         if self.method == "maxabs":
             self.log_mask_ = np.zeros(n, dtype=bool)
             self.mean_ = np.zeros(n)
@@ -241,6 +249,8 @@ class Preprocessor:
                 f[:, j] = np.interp(u[:, j], levels, self.quantiles_[:, j])
         if self.representation == "dilepton":
             rep.from_pair(f, self.schema_)
+        elif self.representation == "ee_dilepton":
+            rep.from_beam(f, self.schema_, self.beam_energy_)
         if self.method == "quantile":  # absent objects back from ABSENT to 0
             _fill_absent(f, f, self.schema_, 0.0)
 
@@ -277,6 +287,8 @@ class Preprocessor:
         }
         if self.method == "quantile":
             state["quantiles"] = self.quantiles_.copy()
+        if self.representation == "ee_dilepton":
+            state["beam_energy"] = np.array(self.beam_energy_)
         if (self.representation, self.frame) != _LEGACY or self.method == "quantile":
             state.update(representation=self.representation, frame=self.frame, schema=self.schema_.to_json())
         return state
@@ -323,8 +335,10 @@ class Preprocessor:
             new.quantiles_ = saved.array("quantiles", "float", (None, *n), sized_by=sized_by)
             if len(new.quantiles_) < 2 or np.any(np.diff(new.quantiles_, axis=0) < 0):
                 raise saved.error("quantiles", "must hold at least 2 non-decreasing quantiles per column")
-        if representation == "dilepton":
+        if representation in rep.PAIR_REPRESENTATIONS:
             rep.pair_columns(new.schema_)
+        if representation == "ee_dilepton":
+            new.beam_energy_ = saved.scalar("beam_energy", "float", above=0.0)
         return new
 
     def _apply(self, x: np.ndarray) -> np.ndarray:
@@ -339,6 +353,8 @@ class Preprocessor:
             rep.to_masses(f, self.schema_)
         if self.representation == "dilepton":
             rep.to_pair(f, self.schema_)
+        elif self.representation == "ee_dilepton":
+            rep.to_beam(f, self.schema_, self.beam_energy_)
         if self.method == "quantile":
             _fill_absent(f, x, self.schema_, ABSENT)
         return f

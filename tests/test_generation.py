@@ -83,10 +83,11 @@ def test_generated_objects_have_physical_masses(bundle: Bundle, tmp_path: Path, 
     assert abs(np.mean(eta > 0) - 0.5) < 0.02
 
 
+@pytest.mark.parametrize("representation", ["dilepton", "ee_dilepton"])
 def test_dilepton_quantile_bundle_generates_physical_pairs(
-    zll_path: Path, tmp_path: Path, lepton_flavours: Any
+    zll_path: Path, tmp_path: Path, lepton_flavours: Any, representation: str
 ) -> None:
-    """A bundle in the dilepton representation with the quantile transform, saved and loaded:
+    """A bundle in a dilepton representation with the quantile transform, saved and loaded:
     physical events, exact lepton flavours, the same events for any batch size."""
     from eventgen.observables import derived_observables
 
@@ -94,7 +95,7 @@ def test_dilepton_quantile_bundle_generates_physical_pairs(
     fitted = fit(
         table,
         preprocess="quantile",
-        representation="dilepton",
+        representation=representation,  # type: ignore[arg-type]
         model_settings=ModelSettings(latent_dim=6, hidden=32, depth=2),
         train_settings=TrainSettings(epochs=8, batch_size=128, device="cpu", threads=1),
         seed=3,
@@ -113,6 +114,10 @@ def test_dilepton_quantile_bundle_generates_physical_pairs(
         assert present.sum() > 1000 and np.all((electron | muon)[present])
     m_ll = derived_observables(events, schema)["m_ll"]
     assert len(m_ll) > 3000 and np.all((m_ll > 0) & (m_ll <= 1.01 * table.data[:, 0].max() * 2))
+    if representation == "ee_dilepton":  # no lepton above the beam energy, the largest in training
+        assert (
+            bundle.preprocessor.beam_energy_ >= events[:, [schema.index("l1_e"), schema.index("l2_e")]].max()
+        )
 
 
 def test_same_events_for_any_batch_size_and_thread_count(bundle: Bundle, tmp_path: Path) -> None:

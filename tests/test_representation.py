@@ -16,10 +16,13 @@ from eventgen.metrics import physicality
 from eventgen.observables import derived_observables
 from eventgen.preprocess import Preprocessor
 from eventgen.representation import (
+    beam_energy,
     event_frames,
+    from_beam,
     from_pair,
     level_codes,
     symmetry_draws,
+    to_beam,
     to_frame,
     to_masses,
     to_pair,
@@ -28,7 +31,7 @@ from eventgen.representation import (
 from eventgen.schema import LEPTON_MASSES, Schema, get_schema
 
 TTBAR = get_schema("ttbar")
-OPTIONS = [(r, f) for r in ("energy", "mass", "dilepton") for f in ("lab", "canonical")]
+OPTIONS = [(r, f) for r in ("energy", "mass", "dilepton", "ee_dilepton") for f in ("lab", "canonical")]
 
 
 @pytest.fixture(scope="module", params=["ttbar_small.parquet", "zll_small.parquet"])
@@ -57,7 +60,7 @@ def test_round_trip_reproduces_events(table: EventTable, representation: str, fr
     back = pre.inverse_transform(y, frames)
     np.testing.assert_array_equal(back == 0, x == 0)  # absent objects exactly 0, present ones not
     # a dilepton's leptons are rebuilt from the pair's float32 columns, which costs a few bits
-    rtol = 1e-5 if representation == "dilepton" else 1e-6
+    rtol = 1e-5 if representation in ("dilepton", "ee_dilepton") else 1e-6
     np.testing.assert_allclose(back, x, rtol=rtol, atol=2e-6)
     if frame == "canonical":
         assert set(np.unique(frames[:, 1])) == set(np.unique(frames[:, 2])) == {-1.0, 1.0}  # both mirrors
@@ -271,6 +274,53 @@ def test_dilepton_columns_are_the_pair_and_come_back_exactly() -> None:
     np.testing.assert_allclose(back, masses, rtol=1e-9, atol=1e-9)
 
 
+def test_ee_dilepton_columns_are_energies_below_the_beam_and_come_back_exactly() -> None:
+    table = read_events(Path(__file__).parent / "data" / "zll_small.parquet")
+    x, schema = table.data.astype(np.float64), table.schema
+    masses = x.copy()
+    to_masses(masses, schema)
+    energy = beam_energy(masses, schema)
+    # the largest lepton energy, rebuilt from pT, η and the declared mass: the beam energy
+    assert (
+        abs(energy - 91.1876 / 2) < 1e-5
+        and energy >= x[:, [schema.index("l1_e"), schema.index("l2_e")]].max()
+    )
+    pair = masses.copy()
+    to_beam(pair, schema, energy)
+    l1, l2 = (schema.objects()[i] for i in (0, 1))
+    both = (x[:, l1.pt] > 0) & (x[:, l2.pt] > 0)
+    np.testing.assert_array_equal(pair[~both], masses[~both])  # single-lepton events stay as they are
+    shortfall = pair[both][:, [l1.pt, l2.pt]]
+    np.testing.assert_allclose(energy - shortfall, x[both][:, [l1.e, l2.e]], rtol=1e-6)
+    assert shortfall.min() >= 0.0 and np.mean(shortfall < 1e-4) > 0.1  # many leptons on the beam energy
+    acollinearity = pair[both, l2.eta]
+    assert np.all((acollinearity >= 0) & (acollinearity <= np.pi)) and np.median(acollinearity) < 0.01
+    np.testing.assert_array_equal(pair[both][:, [l1.eta, l1.phi]], masses[both][:, [l1.eta, l1.phi]])
+    back = pair.copy()
+    from_beam(back, schema, energy)
+    np.testing.assert_allclose(back, masses, rtol=1e-9, atol=1e-9)  # the same leptons, in the same slots
+
+
+def test_ee_dilepton_needs_a_lepton_and_keeps_its_beam_energy() -> None:
+    table = read_events(Path(__file__).parent / "data" / "zll_small.parquet")
+    no_leptons = table.data[table.data[:, table.schema.index("n_leptons")] == 0]
+    with pytest.raises(ConfigError, match="no training event has a lepton: use representation 'mass'"):
+        Preprocessor("quantile", "ee_dilepton", "canonical").fit(no_leptons, table.schema)
+    pre = Preprocessor("quantile", "ee_dilepton", "canonical").fit(table.data, table.schema)
+    state = pre.get_state()
+    again = Preprocessor.from_state(state, table.schema)
+    assert again.beam_energy_ == pre.beam_energy_
+    np.testing.assert_array_equal(
+        again.inverse_features(pre.transform(table.data)), pre.inverse_features(pre.transform(table.data))
+    )
+    with pytest.raises(BundleError, match=r"lacks \['beam_energy'\]"):
+        Preprocessor.from_state({k: v for k, v in state.items() if k != "beam_energy"}, table.schema)
+    with pytest.raises(BundleError, match="array 'beam_energy' has values down to -45.6, expected > 0"):
+        Preprocessor.from_state({**state, "beam_energy": np.array(-45.6)}, table.schema)
+    with pytest.raises(BundleError, match="array 'beam_energy' has 1 NaN"):
+        Preprocessor.from_state({**state, "beam_energy": np.array(np.nan)}, table.schema)
+
+
 def test_dilepton_needs_leptons_with_masses_and_a_count() -> None:
     schema = get_schema("deepevents")
     x = read_events(Path(__file__).parent / "data" / "ttbar_small.parquet").data[:, : len(schema)]
@@ -280,13 +330,16 @@ def test_dilepton_needs_leptons_with_masses_and_a_count() -> None:
         Preprocessor("physics", "dilepton", "lab").fit(x, schema)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("representation", ["dilepton", "ee_dilepton"])
 @pytest.mark.parametrize("method", ["quantile", "physics"])
-def test_dilepton_inverse_of_wild_decoder_output_is_finite_and_quiet(method: str) -> None:
+def test_dilepton_inverse_of_wild_decoder_output_is_finite_and_quiet(
+    method: str, representation: str
+) -> None:
     """Decoded rows far outside the training range (a Gaussian tail, an untrained model) become
     physical events without overflow warnings (the test run turns warnings into errors)."""
     table = read_events(Path(__file__).parent / "data" / "zll_small.parquet")
-    pre = Preprocessor(method, "dilepton", "canonical").fit(table.data, table.schema)  # type: ignore[arg-type]
+    pre = Preprocessor(method, representation, "canonical").fit(table.data, table.schema)  # type: ignore[arg-type]
     wild = np.random.default_rng(3).normal(0.0, 30.0, (4000, len(table.schema))).astype(np.float32)
     rows = np.ascontiguousarray(pre.inverse_features(wild))
-    events = PhysicsCleanup().fit(table.data, table.schema).apply(rows, representation="dilepton")
+    events = PhysicsCleanup().fit(table.data, table.schema).apply(rows, representation=pre.representation)
     assert np.isfinite(events).all() and physicality(events, table.schema)["all"] == 1.0

@@ -95,7 +95,7 @@ def test_main_job_runs_and_skips_finished_stages(tmp_path: Path, caplog: pytest.
         ("seed: true\n", "seed must be a non-negative integer"),
         (
             "fit: {representation: momentum}\n",
-            r"^run.yaml: fit: representation must be one of \['energy', 'mass', 'dilepton'\], found 'momentum'$",
+            r"^run.yaml: fit: representation must be one of \['energy', 'mass', 'dilepton', 'ee_dilepton'\], found 'momentum'$",
         ),
         (
             "fit: {frame: rest}\n",
@@ -169,6 +169,6 @@ def test_a_typo_fails_before_any_stage_and_without_heavy_imports(
 def test_zll_config_loads() -> None:
     job = load_run_job(str(Path(__file__).parents[1] / "configs" / "zll.yaml"))
     assert job.simulate.settings["process"] == "zll"
-    assert (job.fit.preprocess, job.fit.representation) == ("quantile", "dilepton")
+    assert (job.fit.preprocess, job.fit.representation) == ("quantile", "ee_dilepton")
     assert not job.fit.refine.enabled and job.fit.model.beta == 1e-6
     assert job.generate.sampling == SamplingSettings(alpha=1.0, gamma=0.05)
