@@ -140,6 +140,62 @@ def chi2_ndf(
     return float(chi2 / ndf), math.sqrt(2.0 / ndf)
 
 
+def central_range(
+    x: np.ndarray, weights: np.ndarray | None = None, fraction: float = 0.8
+) -> tuple[float, float]:
+    """The range holding the central ``fraction`` of a 1-D sample: its 10% and 90% quantiles for 0.8.
+
+    The width of a peak as a physicist reads it off a histogram (the Z peak's is 88.4–91.2 GeV in
+    ``zll``). Unweighted: ``np.quantile`` (linear between order statistics); weighted: the
+    weighted distribution function, each event at the middle of its weight, linear in between.
+    """
+    x = _sample_1d(x, "sample")
+    q = np.array([0.5 - fraction / 2.0, 0.5 + fraction / 2.0])
+    if weights is None:
+        lo, hi = np.quantile(x, q)
+    else:
+        order = np.argsort(x, kind="stable")
+        w = np.asarray(weights, dtype=np.float64)[order]
+        cumulative = (np.cumsum(w) - 0.5 * w) / w.sum()
+        lo, hi = np.interp(q, cumulative, x[order])
+    return float(lo), float(hi)
+
+
+def width_ratio(
+    generated: np.ndarray,
+    reference: np.ndarray,
+    seed: int,
+    *,
+    n_boot: int = 10,
+    generated_weights: np.ndarray | None = None,
+    reference_weights: np.ndarray | None = None,
+) -> tuple[float, float]:
+    """The width of ``generated``'s 10–90% range (:func:`central_range`) over ``reference``'s.
+
+    Returns ``(ratio, error)``, the error being the standard deviation over ``n_boot`` bootstrap
+    resamples of both samples; ``(nan, nan)`` for a reference whose range has no width. A
+    quantile in a falling tail is noisy: on 7 000 zll events the Z peak's width is known to 5%.
+    """
+    _check_n_boot(n_boot)
+    a, b = _sample_1d(generated, "generated"), _sample_1d(reference, "reference")
+    wa, wb = (
+        None if w is None else np.asarray(w, dtype=np.float64) for w in (generated_weights, reference_weights)
+    )
+
+    def ratio(i: np.ndarray | slice, j: np.ndarray | slice) -> float:
+        (lo, hi), (ref_lo, ref_hi) = (
+            central_range(x[k], None if w is None else w[k]) for x, w, k in ((a, wa, i), (b, wb, j))
+        )
+        return (hi - lo) / (ref_hi - ref_lo) if ref_hi > ref_lo else math.nan
+
+    value = ratio(slice(None), slice(None))
+    if math.isnan(value):
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    boots = [ratio(rng.integers(0, a.size, a.size), rng.integers(0, b.size, b.size)) for _ in range(n_boot)]
+    return value, _spread(boots)
+
+
 def prior_art_chi2(
     generated: np.ndarray,
     reference: np.ndarray,
@@ -481,7 +537,9 @@ def compare(
     as χ²/ndf with one filled bin or an observable no event has, are ``None``)::
 
         {"n_events": n,
-         "columns": {name: {"w1": [v, e], "chi2_ndf": [v, e], "de_chi2": v}},   # per column
+         "columns": {name: {"w1": [v, e], "chi2_ndf": [v, e], "de_chi2": v,     # per column
+                            "central_range": {"generated": [lo, hi], "reference": [lo, hi]},
+                            "width_ratio": [v, e]}},     # of the 10-90% ranges (width_ratio)
          "observables": {name: {...same keys...}},       # eventgen.observables, defined values
          "mean_column_w1": v,                            # mean of the per-column W1/σ
          "frechet": [v, e], "mmd": [v, e],
@@ -517,10 +575,22 @@ def compare(
     ) -> dict[str, Any]:
         s = next(seeds)
         if x.size < 2 or y.size < 2:
-            return {"w1": [None, None], "chi2_ndf": [None, None], "de_chi2": None}
+            return {
+                "w1": [None, None],
+                "chi2_ndf": [None, None],
+                "de_chi2": None,
+                "central_range": None,
+                "width_ratio": None,
+            }
         edges = histogram_edges(y, bins, discrete=discrete)
         de_edges = edges if discrete else histogram_edges(y, 25)
+        ratio = width_ratio(x, y, s, n_boot=n_boot, generated_weights=wx, reference_weights=wy)
         return {
+            "central_range": {
+                "generated": list(central_range(x, wx)),
+                "reference": list(central_range(y, wy)),
+            },
+            "width_ratio": _json(ratio),
             "w1": _json(
                 wasserstein(x, y, s, n_boot=n_boot, max_events=n, generated_weights=wx, reference_weights=wy)
             ),

@@ -161,7 +161,18 @@ def quantity_table(
     Returns the header, the rows and, per cell, whether the generated value lies more than
     :data:`_TENSION` standard errors above truth vs truth.
     """
-    header = [what, "W1/σ", "truth W1/σ", "χ²/ndf", "truth χ²/ndf", "prior-art χ²", "truth prior-art χ²"]
+    header = [
+        what,
+        "W1/σ",
+        "truth W1/σ",
+        "χ²/ndf",
+        "truth χ²/ndf",
+        "prior-art χ²",
+        "truth prior-art χ²",
+        "10–90% range (simulation)",
+        "10–90% width ratio",
+        "truth width ratio",
+    ]
     rows, flags = [], []
     for name, m in generated.items():
         t = truth[name]
@@ -174,6 +185,9 @@ def quantity_table(
                 format_value(t["chi2_ndf"]),
                 format_value(m["de_chi2"]),
                 format_value(t["de_chi2"]),
+                _central_range(m.get("central_range")),
+                format_value(m.get("width_ratio")),
+                format_value(t.get("width_ratio")),
             ]
         )
         flags.append(
@@ -185,9 +199,20 @@ def quantity_table(
                 False,
                 False,
                 False,
+                False,
+                False,
+                False,
             ]
         )
     return header, rows, flags
+
+
+def _central_range(ranges: dict[str, list[float]] | None) -> str:
+    """``lo–hi (lo–hi)``: the generated and the simulated 10–90% ranges (results written before: –)."""
+    if not ranges:
+        return "–"
+    (a, b), (c, d) = ranges["generated"], ranges["reference"]
+    return f"{a:.4g}–{b:.4g} ({c:.4g}–{d:.4g})"
 
 
 def memorisation_table(
@@ -335,7 +360,9 @@ def to_html(content: ReportContent, out_dir: str | Path = ".") -> str:
         body += [
             f"<section id='{key}'><h2>{heading}</h2>",
             f"<p class='note'>W1/σ: Wasserstein-1 distance over the simulation's standard deviation (bootstrap "
-            f"error); χ²/ndf of 50-bin histograms with Poisson errors; prior-art χ² = Σ(p−q)²/(p+q) of 25 bins. "
+            f"error); χ²/ndf of 50-bin histograms with Poisson errors; prior-art χ² = Σ(p−q)²/(p+q) of 25 bins; "
+            f"the 10–90% range holds the central 80% of events (a peak's width), and its width ratio is "
+            f"generated over simulated. "
             f"<span class='tension'>Highlighted</span>: more than {_TENSION:g} standard errors above truth vs truth.</p>",
             _html_table(header, rows, flags=flags),
             "<div class='grid'>" + "".join(_figure(out, p) for p in by_group.get(key, [])) + "</div>",
@@ -449,8 +476,8 @@ def format_value(value: Any) -> str:
         v, e = value
         if v is None:
             return "–"
-        if e is None or not math.isfinite(e) or e <= 0 or not math.isfinite(v):
-            return f"{v:.4g}"
+        if e is None or not math.isfinite(e) or e <= 1e-12 * abs(v) or not math.isfinite(v):
+            return f"{v:.4g}"  # no error, or one at float rounding (a ratio of equal ranges)
         decimals = 1 - math.floor(math.log10(e))
         if (0 <= decimals <= 5 and (abs(v) >= 1e-3 or decimals <= 3)) or (
             abs(v) >= 0.1 and 0 <= decimals <= 7

@@ -160,6 +160,7 @@ def test_cli_evaluate_records_its_command_and_inputs(tmp_path: Path) -> None:
         ([1.0, 0.0061], "1.0000 ± 0.0061"),
         ([123456.0, 20.0], "123456 ± 20"),
         ([0.3, None], "0.3"),
+        ([1.0, 2.2e-16], "1"),  # an error at float rounding is no error
         ([None, None], "–"),
         (0.051444, "0.05144"),
         (None, "–"),
@@ -177,6 +178,18 @@ def test_tension_marks_only_values_well_above_truth() -> None:
     assert flags[0][1] and not flags[0][3]  # 0.5 > 3 * 0.141; 0.4 < 3 * 0.141
     _, _, none = quantity_table({"x": {**one, "w1": [None, None]}}, {"x": truth}, "column")
     assert not any(none[0])
+    assert rows[0][7:] == ["–", "–", "–"]  # results written before the 10–90% ranges
+
+
+def test_quantity_table_shows_the_central_ranges_and_width_ratios() -> None:
+    peak = {"w1": [0.01, 0.004], "chi2_ndf": [1.1, 0.2], "de_chi2": 0.001, "width_ratio": [0.98318, 0.0312]}
+    ranges = {"generated": [88.4912, 91.1876], "reference": [88.4401, 91.1876]}
+    header, rows, _ = quantity_table(
+        {"m_ll": {**peak, "central_range": ranges}}, {"m_ll": peak}, "observable"
+    )
+    cells = dict(zip(header, rows[0], strict=True))
+    assert cells["10–90% range (simulation)"] == "88.49–91.19 (88.44–91.19)"
+    assert (cells["10–90% width ratio"], cells["truth width ratio"]) == ("0.983 ± 0.031", "0.983 ± 0.031")
 
 
 def test_without_the_plots_extra_one_warning_and_no_images(
