@@ -159,6 +159,17 @@ def pair_columns(schema: Schema) -> tuple[PhysicsObject, PhysicsObject, int]:
     )
 
 
+def _pair_rows(
+    x: np.ndarray, schema: Schema, decoded: bool
+) -> tuple[PhysicsObject, PhysicsObject, np.ndarray, tuple[float, ...]]:
+    """The two leptons of a dilepton representation, which rows of ``x`` hold them as a pair and
+    their declared masses: rows with both leptons present, or for ``decoded`` rows those whose
+    rounded count is 2 or more."""
+    l1, l2, count = pair_columns(schema)
+    both = np.rint(x[:, count]) >= 2 if decoded else (x[:, l1.pt] > 0) & (x[:, l2.pt] > 0)
+    return l1, l2, both, schema.family_masses[l1.family]
+
+
 def _four_vectors(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, m: np.ndarray) -> np.ndarray:
     """``(n, 4)`` float64 ``(E, px, py, pz)``."""
     return np.stack(
@@ -186,12 +197,10 @@ def to_pair(x: np.ndarray, schema: Schema) -> None:
     rapidity and its azimuth; l2's ``pt`` the pair's pT, ``eta`` cos θ* and ``phi`` φ* of l1 in
     the pair's rest frame. Other events are left as they are.
     """
-    l1, l2, _count = pair_columns(schema)
-    both = (x[:, l1.pt] > 0) & (x[:, l2.pt] > 0)
+    l1, l2, both, levels = _pair_rows(x, schema, decoded=False)
     if not both.any():
         return
     r = x[both]
-    levels = schema.family_masses[l1.family]
     p1, p2 = (
         _four_vectors(r[:, o.pt], r[:, o.eta], r[:, o.phi], level_masses(r[:, o.e], levels)) for o in (l1, l2)
     )
@@ -218,12 +227,10 @@ def from_pair(x: np.ndarray, schema: Schema) -> None:
     20) are taken at it, so that a wild decoder output stays finite. The leptons come out in the
     pair's order (l1 the one whose direction was stored), not necessarily by pT.
     """
-    l1, l2, count = pair_columns(schema)
-    both = np.rint(x[:, count]) >= 2
+    l1, l2, both, levels = _pair_rows(x, schema, decoded=True)
     if not both.any():
         return
     r = x[both].astype(np.float64)
-    levels = schema.family_masses[l1.family]
     m1, m2 = (level_masses(r[:, o.e], levels) for o in (l1, l2))
     m = np.clip(r[:, l1.pt], (m1 + m2) * (1.0 + 1e-9) + 1e-12, PAIR_LIMIT)
     pt, y, phi = np.clip(r[:, l2.pt], 0.0, PAIR_LIMIT), np.clip(r[:, l1.eta], -20.0, 20.0), r[:, l1.phi]
@@ -295,12 +302,10 @@ def to_beam(x: np.ndarray, schema: Schema, energy: float) -> None:
     0 for leptons back to back) and its ``phi`` the azimuth of l2 about that direction (from the
     axis perpendicular to it and to the beam). Other events are left as they are.
     """
-    l1, l2, _count = pair_columns(schema)
-    both = (x[:, l1.pt] > 0) & (x[:, l2.pt] > 0)
+    l1, l2, both, levels = _pair_rows(x, schema, decoded=False)
     if not both.any():
         return
     r = x[both]
-    levels = schema.family_masses[l1.family]
     e1, e2 = (_energies(r, o, levels) for o in (l1, l2))
     back = -_directions(r[:, l1.eta], r[:, l1.phi])
     n2 = _directions(r[:, l2.eta], r[:, l2.phi])
@@ -320,12 +325,10 @@ def from_beam(x: np.ndarray, schema: Schema, energy: float) -> None:
     [0, π] at its bounds, so that a wild decoder output stays finite. The leptons come out in the
     stored order, not necessarily by pT (the clean-up sorts them).
     """
-    l1, l2, count = pair_columns(schema)
-    both = np.rint(x[:, count]) >= 2
+    l1, l2, both, levels = _pair_rows(x, schema, decoded=True)
     if not both.any():
         return
     r = x[both].astype(np.float64)
-    levels = schema.family_masses[l1.family]
     eta1 = np.clip(r[:, l1.eta], -20.0, 20.0)
     back = -_directions(eta1, r[:, l1.phi])
     a, b = _acollinearity_axes(back)
