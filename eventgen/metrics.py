@@ -580,7 +580,7 @@ def compare(
                 "chi2_ndf": [None, None],
                 "de_chi2": None,
                 "central_range": None,
-                "width_ratio": None,
+                "width_ratio": [None, None],
             }
         edges = histogram_edges(y, bins, discrete=discrete)
         de_edges = edges if discrete else histogram_edges(y, 25)
