@@ -53,7 +53,8 @@ def test_the_refiner_moves_generated_events_towards_the_data(ttbar_path: Path) -
     off = data.copy()
     off[:, table.schema.index("j1_pt")] *= 1.15  # a generator whose leading jet is 15% too hard
     off[:, table.schema.index("j1_e")] *= 1.15
-    refiner = Refiner.fit(data[:half], off[:half], off[half:], table.schema, RefineSettings(), seed=0)
+    settings = RefineSettings(quantile=0.8)
+    refiner = Refiner.fit(data[:half], off[:half], off[half:], table.schema, settings, seed=0)
     u = np.random.default_rng(1).random(len(data) - half)
     kept = off[half:][refiner.accept(off[half:], u)]
     j1 = table.schema.index("j1_pt")
@@ -198,18 +199,38 @@ def test_a_bundle_fitted_without_a_refiner_stores_unrefined_sampling(
     assert "'refine': False" in text and "refiner     none" in text
 
 
-def test_each_stratum_keeps_the_same_fraction(refined: Bundle) -> None:
-    """The caps of the strata (counts and lepton flavours) keep every multiplicity's share."""
+def test_the_kept_events_have_the_training_events_multiplicities(refined: Bundle) -> None:
+    """Each stratum (counts and lepton flavours) keeps in proportion to its share of the training
+    events over its share of the generated events the caps were set on, so the kept events have
+    the training multiplicities. A refiner saved without the training strata keeps the same
+    fraction of every stratum, so its kept events have the generator's."""
     from eventgen.refine import strata
 
+    refiner = refined.refiner
+    data = strata(read_events(Path(__file__).parent / "data" / "ttbar_small.parquet").data, refined.schema)
+    assert refiner.data_strata is not None and refiner.pool is not None
+    np.testing.assert_array_equal(refiner.data_strata, data)
     source = EventSource(refined, {"refine": False}, 5, device="cpu")
-    pool = source.candidates(0, 4 * BLOCK)
-    kept = refined.refiner.accept(pool, np.random.default_rng(0).random(len(pool)))
+    pool = source.candidates(0, 16 * BLOCK)
+    u = np.random.default_rng(0).random(len(pool))
     code = strata(pool, refined.schema)
-    fractions = [kept[code == c].mean() for c in refined.refiner.codes if (code == c).sum() >= 500]
-    assert len(fractions) >= 2 and max(fractions) - min(fractions) < 0.1
-    n_leptons = refined.schema.index("n_leptons")
-    assert abs(pool[kept, n_leptons].mean() - pool[:, n_leptons].mean()) < 0.05
+    common = refiner.codes[[np.count_nonzero(code == c) >= 2000 for c in refiner.codes]]
+    assert len(common) >= 3
+    ratio = np.array([np.mean(data == c) / np.mean(refiner.pool[1] == c) for c in common])
+    assert ratio.max() / ratio.min() > 1.2  # the generator's multiplicities are not the training ones
+    kept = refiner.accept(pool, u)
+    fractions = np.array([kept[code == c].mean() for c in common])
+    np.testing.assert_allclose(fractions / fractions.max(), ratio / ratio.max(), atol=0.05)
+
+    def distance(codes: np.ndarray) -> float:  # from the training shares, over the common strata
+        return float(sum(abs(np.mean(codes == c) - np.mean(data == c)) for c in common))
+
+    assert distance(code[kept]) < 0.5 * distance(code)
+    state = {k: v for k, v in refiner.get_state().items() if k != "data_strata"}
+    older = Refiner.from_state(state, refined.schema).with_quantile(0.7)
+    kept = older.accept(pool, u)
+    fractions = np.array([kept[code == c].mean() for c in common])
+    assert fractions.max() - fractions.min() < 0.05
 
 
 def test_a_run_config_that_weights_a_refined_bundle_is_refused(tmp_path: Path) -> None:
@@ -269,6 +290,8 @@ def test_a_refine_quantile_needs_a_refiner_that_kept_its_log_odds(refined: Bundl
         (lambda s: {"pool_log_odds": np.full_like(s["pool_log_odds"], np.inf)}, "pool_log_odds"),
         (lambda s: {"pool_strata": s["pool_strata"][1:].copy()}, "one per pool log-odds"),
         (lambda s: {"pool_strata": -1 - s["pool_strata"]}, "pool_strata"),
+        (lambda s: {"data_strata": -1 - s["data_strata"]}, "data_strata"),
+        (lambda s: {"data_strata": s["data_strata"].astype(np.float64)}, "data_strata"),
     ],
 )
 def test_a_forged_pool_is_refused(refined: Bundle, change, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -285,6 +308,6 @@ def test_a_run_config_sets_the_refine_quantile_only_with_a_refiner(tmp_path: Pat
     config = tmp_path / "run.yaml"
     config.write_text(dialled)
     assert load_run_job(str(config)).generate.sampling.refine_quantile == 0.5
-    config.write_text(dialled.replace("  refine: {quantile: 0.8}", "  refine: false"))
+    config.write_text(dialled.replace("  refine: {quantile: 0.7}", "  refine: false"))
     with pytest.raises(ConfigError, match="refine_quantile needs a refiner"):
         load_run_job(str(config))
