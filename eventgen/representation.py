@@ -37,7 +37,7 @@ Representation (``representation``)
     direction, and l2's ``eta`` and ``phi`` slots hold its acollinearity (the angle to the
     direction opposite l1) and the azimuth of that small turn (:func:`to_beam`). A lepton that
     radiated nothing sits exactly on the beam energy, and one whose partner radiated a
-    collinear photon some 1e-5 to 1e-2 GeV below it: a decoder that builds the lab energy from
+    collinear photon often only 1e-5 to 1e-4 GeV below it: a decoder that builds the lab energy from
     the pair's mass, boost and decay angles is not that precise, and a classifier on the
     leading lepton's energy finds it (on ``zll`` the decoder ceiling AUC was 0.610 in the
     dilepton representation, 0.569 in this one, README "Resonances"). The pair's mass follows
