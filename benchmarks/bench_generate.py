@@ -21,8 +21,9 @@ In one run, on one bundle:
     python benchmarks/bench_generate.py --bundle bundle --events 10000000
 
 ``--compare OTHER`` also runs ``eventgen generate`` of another bundle end to end to zstd
-Parquet, alternating with this one's, and reports the ratio of their best rates: e.g. the
-default representation against ``--representation energy --frame lab`` on the same model size.
+Parquet, alternating with this one's (refined and, for a bundle with a refiner, ``--no-refine``),
+and reports the ratios of their best rates: e.g. the default model against the one it replaced,
+or the default representation against ``--representation energy --frame lab``.
 """
 
 from __future__ import annotations
@@ -202,17 +203,23 @@ def main() -> None:
             e2e["parquet_zstd_long"]["n_events"] = args.memory_events
         comparison = {}
         if args.compare:
-            best = {args.bundle: 0.0, args.compare: 0.0}
+            runs = {"this": (args.bundle, []), "other": (args.compare, [])}
+            if bundle.refiner is not None:
+                runs["this_no_refine"] = (args.bundle, ["--no-refine"])
+            best = dict.fromkeys(runs, 0.0)
             for _ in range(args.compare_repeats):
-                for path in best:
-                    run = end_to_end(path, args.events, Path(tmp) / "c.parquet", [])
-                    best[path] = max(best[path], run["events_per_second"])
+                for name, (path, extra) in runs.items():
+                    run = end_to_end(path, args.events, Path(tmp) / "c.parquet", extra)
+                    best[name] = max(best[name], run["events_per_second"])
             comparison = {
                 "bundle": args.compare,
-                "preprocessing": [_preprocessing(path) for path in best],
-                "events_per_second": list(best.values()),
-                "ratio": best[args.bundle] / best[args.compare],
+                "preprocessing": [_preprocessing(args.bundle), _preprocessing(args.compare)],
+                "events_per_second": [best["this"], best["other"]],
+                "ratio": best["this"] / best["other"],
             }
+            if "this_no_refine" in best:
+                comparison["no_refine_events_per_second"] = best["this_no_refine"]
+                comparison["no_refine_ratio"] = best["this_no_refine"] / best["other"]
     slowest = min(("sampling", "decoding", "cleanup", "writing_parquet_zstd"), key=stages.get)
     result = {
         "command": "python benchmarks/bench_generate.py "
@@ -264,6 +271,11 @@ def main() -> None:
             f"end to end, parquet_zstd: {this} {r_this:,.0f} events/s, {other} {r_other:,.0f} events/s "
             f"(best of {args.compare_repeats} each, alternating): ratio {comparison['ratio']:.2f}"
         )
+        if "no_refine_ratio" in comparison:
+            print(
+                f"  with --no-refine: {comparison['no_refine_events_per_second']:,.0f} events/s, "
+                f"ratio {comparison['no_refine_ratio']:.2f}"
+            )
     print(
         f"flow mode over buffer mode, end to end to zstd Parquet: {result['flow_over_buffer_end_to_end']:.3f}"
     )
