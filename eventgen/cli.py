@@ -444,13 +444,17 @@ def _generate(args: argparse.Namespace) -> None:
             executor=executor,
             progress=args.progress,
         )
+    refined = bundle.refiner is not None and bundle.buffer.settings.resolve(sampling).refine
     log.info(
-        "wrote %d events to %s (%d new in %.1f s, %.0f events/s)",
+        "wrote %d events to %s (%d new in %.1f s, %.0f events/s%s)",
         result.n_events,
         result.output,
         result.n_generated,
         result.seconds,
         result.events_per_second,
+        "; refined: each event is the first accepted of its candidates, --no-refine is the fast preset"
+        if refined
+        else "",
     )
     if result.regenerated:
         log.info("%d finished shards failed verification and were written again", result.regenerated)

@@ -79,7 +79,7 @@ class RefineSettings:
             raise ConfigError(f"refine enabled must be true or false, found {self.enabled!r}")
         q = self.quantile
         if isinstance(q, bool) or not isinstance(q, int | float) or not 0 < q < 1:
-            raise ConfigError(f"refine quantile={q!r} is invalid; pass a number in (0, 1), e.g. 0.8")
+            raise ConfigError(f"refine quantile={q!r} is invalid; pass a number in (0, 1), e.g. 0.7")
         g = self.generated
         if isinstance(g, bool) or not isinstance(g, int) or not 1 <= g <= 20:
             raise ConfigError(f"refine generated={g!r} is invalid; pass an integer in 1..20")

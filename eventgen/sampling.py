@@ -128,7 +128,7 @@ class SamplingSettings:
         q = self.refine_quantile
         if q is not None:
             if not _is_number(q) or not 0 < q < 1:
-                raise ConfigError(f"refine_quantile={q!r} is invalid; pass a number in (0, 1), e.g. 0.8")
+                raise ConfigError(f"refine_quantile={q!r} is invalid; pass a number in (0, 1), e.g. 0.7")
             if not self.refine:
                 raise ConfigError(
                     "refine_quantile applies to refined generation only; drop it, or drop --no-refine "

@@ -233,6 +233,23 @@ def test_the_kept_events_have_the_training_events_multiplicities(refined: Bundle
     assert fractions.max() - fractions.min() < 0.05
 
 
+def test_the_generate_command_says_when_events_are_refined(
+    refined: Bundle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its summary line names the refinement and the fast preset, and only when the run refines."""
+    from eventgen.cli import main
+
+    args = ["generate", str(refined.path), "-n", "100", "--device", "cpu", "--threads", "1"]
+    assert main([*args, "-o", str(tmp_path / "refined.parquet")]) == 0
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (
+        "wrote 100 events" in summary and "refined" in summary and "--no-refine is the fast preset" in summary
+    )
+    assert main([*args, "-o", str(tmp_path / "plain.parquet"), "--no-refine"]) == 0
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "wrote 100 events" in summary and "refined" not in summary
+
+
 def test_a_run_config_that_weights_a_refined_bundle_is_refused(tmp_path: Path) -> None:
     """Refused when the config is read, not after the simulation and the fit."""
     from eventgen.run import load_run_job
